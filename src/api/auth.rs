@@ -1,0 +1,126 @@
+//! Authentication (spec section 1): `client_id` and `token`, the client's IP
+//! whitelist, and throttling of addresses that keep failing.
+
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use subtle::ConstantTimeEq;
+
+use super::error::{ApiError, Code, Rejection};
+use super::params::{Params, parse_id};
+use crate::app::App;
+use crate::store::client::{Client, hash_token};
+
+/// Checks the credentials of a request; the client on success.
+pub async fn authenticate(app: &App, params: &Params, ip: IpAddr) -> Result<Arc<Client>, ApiError> {
+    match check(app, params, ip).await {
+        Ok(client) => Ok(client),
+        Err(error) if error.code == Code::Internal => Err(error),
+        Err(error) => match app.auth_failures.fail(ip) {
+            Some(retry_after) => Err(ApiError {
+                rejection: Rejection::TooMany { retry_after },
+                ..ApiError::detail(
+                    Code::Forbidden,
+                    "too many failed authentications from this address",
+                )
+            }),
+            None => Err(error),
+        },
+    }
+}
+
+async fn check(app: &App, params: &Params, ip: IpAddr) -> Result<Arc<Client>, ApiError> {
+    let client_id = params
+        .get("client_id")
+        .ok_or_else(|| ApiError::credentials("\"client_id\" is required"))?;
+    let client_id = parse_id(client_id)
+        .ok_or_else(|| ApiError::credentials("\"client_id\" is not a positive integer"))?;
+    let token = params
+        .get("token")
+        .ok_or_else(|| ApiError::credentials("\"token\" is required"))?;
+    if token.len() != 32
+        || !token
+            .bytes()
+            .all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+    {
+        return Err(ApiError::credentials(
+            "\"token\" must be 32 lower-case hex characters",
+        ));
+    }
+    let presented = hash_token(token);
+    let mut client = app.client(client_id).await?;
+    // A token rotated by another process: the cached hash is stale, read again once.
+    if client
+        .as_ref()
+        .is_some_and(|c| !bool::from(c.token_hash.ct_eq(&presented)))
+    {
+        app.clients.remove(&client_id);
+        client = app.client(client_id).await?;
+    }
+    let client = client
+        .filter(|c| bool::from(c.token_hash.ct_eq(&presented)))
+        .ok_or_else(|| ApiError::credentials("client_id and token do not match"))?;
+    if !client.allows_ip(ip) {
+        return Err(ApiError::credentials(format!(
+            "{ip} is not on this client's whitelist"
+        )));
+    }
+    Ok(client)
+}
+
+/// Counts failed authentications per address within a sliding window.
+pub struct AuthLimiter {
+    limit: u32,
+    window: Duration,
+    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+}
+
+impl AuthLimiter {
+    pub fn new(limit: u32, window: Duration) -> AuthLimiter {
+        AuthLimiter {
+            limit,
+            window,
+            failures: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Records a failure; `Some(seconds to wait)` once the address is over
+    /// the limit.
+    pub fn fail(&self, ip: IpAddr) -> Option<u64> {
+        let now = Instant::now();
+        let mut failures = self.failures.lock().expect("auth limiter lock");
+        if failures.len() > 100_000 {
+            failures.retain(|_, (start, _)| now.duration_since(*start) < self.window);
+        }
+        let entry = failures.entry(ip).or_insert((now, 0));
+        if now.duration_since(entry.0) >= self.window {
+            *entry = (now, 0);
+        }
+        entry.1 += 1;
+        if entry.1 > self.limit {
+            let left = self.window.saturating_sub(now.duration_since(entry.0));
+            Some(left.as_secs().max(1))
+        } else {
+            None
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn limiter_allows_the_limit_then_throttles() {
+        let limiter = AuthLimiter::new(3, Duration::from_secs(300));
+        let ip: IpAddr = "192.0.2.1".parse().unwrap();
+        assert_eq!(limiter.fail(ip), None);
+        assert_eq!(limiter.fail(ip), None);
+        assert_eq!(limiter.fail(ip), None);
+        let wait = limiter.fail(ip).expect("throttled");
+        assert!(wait > 0 && wait <= 300);
+        assert_eq!(limiter.fail("192.0.2.2".parse().unwrap()), None);
+    }
+}

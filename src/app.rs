@@ -1,0 +1,220 @@
+//! The running server's shared state and its start-up: one [`App`] behind an
+//! `Arc`, handed to the HTTP layer and to every background loop.
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::hash::Hash;
+use std::sync::{Arc, RwLock};
+use std::time::Duration;
+
+use rlibphonenumber::enums::Region;
+use tokio::net::TcpListener;
+use tokio::sync::Notify;
+
+use crate::api::auth::AuthLimiter;
+use crate::config::Config;
+use crate::domain::carrier::CarrierTable;
+use crate::store::Store;
+use crate::store::campaign::Campaign;
+use crate::store::client::Client;
+use crate::store::sends::SendBatcher;
+
+/// A read-mostly cache, dropped whole when an operator changes something.
+pub struct Cache<K, V> {
+    map: RwLock<HashMap<K, V>>,
+}
+
+impl<K: Eq + Hash, V: Clone> Cache<K, V> {
+    pub fn new() -> Self {
+        Cache {
+            map: RwLock::new(HashMap::new()),
+        }
+    }
+
+    pub fn get(&self, key: &K) -> Option<V> {
+        self.map.read().expect("cache lock").get(key).cloned()
+    }
+
+    pub fn insert(&self, key: K, value: V) {
+        self.map.write().expect("cache lock").insert(key, value);
+    }
+
+    pub fn remove(&self, key: &K) {
+        self.map.write().expect("cache lock").remove(key);
+    }
+
+    pub fn clear(&self) {
+        self.map.write().expect("cache lock").clear();
+    }
+}
+
+impl<K: Eq + Hash, V: Clone> Default for Cache<K, V> {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+pub struct App {
+    pub config: Config,
+    pub store: Store,
+    pub time_zone: chrono_tz::Tz,
+    pub region: Region,
+    pub clients: Cache<i64, Arc<Client>>,
+    pub campaigns: Cache<i64, Arc<Campaign>>,
+    pub carriers: RwLock<Arc<CarrierTable>>,
+    pub sends: SendBatcher,
+    /// Signalled when delivery work was queued.
+    pub delivery_wake: Arc<Notify>,
+    /// Signalled when a callback was queued.
+    pub webhook_wake: Arc<Notify>,
+    /// Signalled when a blast was queued.
+    pub blast_wake: Arc<Notify>,
+    pub auth_failures: AuthLimiter,
+    pub http: reqwest::Client,
+    /// Renders `/metrics`.
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+}
+
+impl App {
+    /// Opens the store and builds the state; no task is started here.
+    pub async fn open(config: Config) -> anyhow::Result<Arc<App>> {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let time_zone = config.time_zone()?;
+        let region =
+            crate::domain::phone::parse_region(&config.default_region).ok_or_else(|| {
+                anyhow::anyhow!(
+                    "default_region {:?} is not a two-letter region code such as \"US\"",
+                    config.default_region
+                )
+            })?;
+        std::fs::create_dir_all(config.media_dir())?;
+        std::fs::create_dir_all(config.tmp_dir())?;
+        let store = Store::open(&config).await?;
+        let carriers = store.carrier_table().await?;
+        let delivery_wake = Arc::new(Notify::new());
+        let sends = SendBatcher::start(store.clone(), delivery_wake.clone());
+        let http = crate::media::fetch::http_client(&config)?;
+        Ok(Arc::new(App {
+            auth_failures: AuthLimiter::new(
+                config.limits.failed_auth_per_ip,
+                Duration::from_secs(config.limits.failed_auth_window_secs),
+            ),
+            config,
+            store,
+            time_zone,
+            region,
+            clients: Cache::new(),
+            campaigns: Cache::new(),
+            carriers: RwLock::new(Arc::new(carriers)),
+            sends,
+            delivery_wake,
+            webhook_wake: Arc::new(Notify::new()),
+            blast_wake: Arc::new(Notify::new()),
+            http,
+            metrics: crate::metrics::install(),
+        }))
+    }
+
+    /// The carrier table as it is now.
+    pub fn carrier_table(&self) -> Arc<CarrierTable> {
+        self.carriers.read().expect("carrier lock").clone()
+    }
+
+    /// Drops every cache, and reloads the carrier table.
+    pub async fn reload(&self) -> anyhow::Result<()> {
+        self.clients.clear();
+        self.campaigns.clear();
+        let table = self.store.carrier_table().await?;
+        *self.carriers.write().expect("carrier lock") = Arc::new(table);
+        Ok(())
+    }
+
+    /// A client by id, from the cache when it is there.
+    pub async fn client(&self, id: i64) -> sqlx::Result<Option<Arc<Client>>> {
+        if let Some(client) = self.clients.get(&id) {
+            return Ok(Some(client));
+        }
+        let Some(client) = self.store.client(id).await? else {
+            return Ok(None);
+        };
+        let client = Arc::new(client);
+        self.clients.insert(id, client.clone());
+        Ok(Some(client))
+    }
+
+    /// A live campaign of this client; `None` for a destroyed one or one of
+    /// another client, which callers answer exactly like a missing one.
+    pub async fn campaign(&self, client_id: i64, id: i64) -> sqlx::Result<Option<Arc<Campaign>>> {
+        let campaign = match self.campaigns.get(&id) {
+            Some(campaign) => campaign,
+            None => {
+                let Some(campaign) = self.store.campaign(id).await? else {
+                    return Ok(None);
+                };
+                let campaign = Arc::new(campaign);
+                self.campaigns.insert(id, campaign.clone());
+                campaign
+            }
+        };
+        Ok(Some(campaign).filter(|c| c.client_id == client_id && !c.destroyed))
+    }
+}
+
+/// Runs the server on `listener` until `shutdown` completes: the HTTP API
+/// and every background loop (delivery, callbacks, blasts, cache refresh).
+pub async fn serve(
+    app: Arc<App>,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let mut tasks = tokio::task::JoinSet::new();
+    tasks.spawn(crate::delivery::run(app.clone(), stop_rx.clone()));
+    tasks.spawn(crate::webhooks::run(app.clone(), stop_rx.clone()));
+    tasks.spawn(crate::delivery::blast::run(app.clone(), stop_rx.clone()));
+    tasks.spawn(watch_generation(app.clone(), stop_rx.clone()));
+    if let Some(handle) = app.metrics.clone() {
+        let mut stop = stop_rx.clone();
+        tasks.spawn(async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(5)) => handle.run_upkeep(),
+                    _ = stop.changed() => break,
+                }
+            }
+        });
+    }
+    let router = crate::api::router(app.clone());
+    let served = axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await;
+    let _ = stop_tx.send(true);
+    while tasks.join_next().await.is_some() {}
+    app.sends.flush().await;
+    served?;
+    Ok(())
+}
+
+/// Drops caches when an operator (or another process) changed something.
+async fn watch_generation(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut seen = app.store.generation().await.unwrap_or(0);
+    loop {
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = stop.changed() => return,
+        }
+        match app.store.generation().await {
+            Ok(now) if now != seen => {
+                seen = now;
+                if let Err(error) = app.reload().await {
+                    tracing::warn!(%error, "cache reload failed");
+                }
+            }
+            Ok(_) => {}
+            Err(error) => tracing::warn!(%error, "cannot read the change counter"),
+        }
+    }
+}

@@ -1,0 +1,11 @@
+//! Blasts: a list.send's members become transactions in the background.
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::app::App;
+
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let _ = (&app, stop.changed().await);
+}

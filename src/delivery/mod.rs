@@ -1,0 +1,16 @@
+//! The delivery worker: claims due work from the store, hands messages to
+//! their carrier's connector and records what comes back (spec section 7).
+
+pub mod blast;
+pub mod sandbox;
+
+use std::sync::Arc;
+
+use tokio::sync::watch;
+
+use crate::app::App;
+
+/// Runs until `stop` changes.
+pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
+    let _ = (&app, stop.changed().await);
+}

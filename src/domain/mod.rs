@@ -1,0 +1,10 @@
+//! Types and rules that need no I/O. Parse, don't validate: a handler only
+//! ever holds values that are already valid.
+
+pub mod carrier;
+pub mod keyword;
+pub mod message_body;
+pub mod name;
+pub mod opt;
+pub mod phone;
+pub mod timezone;

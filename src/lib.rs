@@ -1,0 +1,25 @@
+//! moms: a self-hostable SMS/MMS messaging server that speaks the MoMS/CM API.
+//!
+//! - [`api`]: HTTP requests in, envelopes out (spec sections 1–5); every method in `api::method`.
+//! - [`domain`]: phone numbers, message bodies, keywords, carriers: rules without I/O.
+//! - [`store`]: the only module that speaks SQL.
+//! - [`delivery`]: the worker that hands queued messages to carriers and records outcomes.
+//! - [`inbound`]: messages from phones: opt-outs, keywords, routing to campaigns.
+//! - [`webhooks`]: callbacks to clients' applications, retried and signed.
+//! - [`media`]: uploads checked by their bytes, smart URLs served to phones.
+//! - [`admin`]: the operator's commands (`moms admin …`), straight on the store.
+//! - [`app`]: the shared state and `serve`; [`config`]: layered configuration;
+//!   [`cli`]: the command line; [`metrics`]: Prometheus output.
+
+pub mod admin;
+pub mod api;
+pub mod app;
+pub mod cli;
+pub mod config;
+pub mod delivery;
+pub mod domain;
+pub mod inbound;
+pub mod media;
+pub mod metrics;
+pub mod store;
+pub mod webhooks;

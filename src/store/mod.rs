@@ -1,0 +1,176 @@
+//! The store: the only module that speaks SQL. One [`Store`] over a SQLite
+//! file (the default); every object keeps its queries in a file of its own
+//! name (`store/list.rs` for lists, …).
+//!
+//! SQLite runs in WAL mode with `synchronous = NORMAL`: a commit survives
+//! the process being killed (`kill -9`); only a power loss can take the last
+//! commits back. Writers are serialised by SQLite itself, so the hot path
+//! batches: see [`sends`].
+
+pub mod campaign;
+pub mod carrier;
+pub mod client;
+pub mod delivery;
+pub mod inbound;
+pub mod keyword;
+pub mod list;
+pub mod media;
+pub mod promo;
+pub mod sends;
+pub mod transaction;
+pub mod user;
+pub mod webhook;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::Context;
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Executor, SqlitePool};
+
+use crate::config::Config;
+
+/// Migrations, numbered alike for every backend, applied in order.
+const MIGRATIONS: &[(i64, &str, &str)] = &[(
+    1,
+    "init",
+    include_str!("../../migrations/sqlite/0001_init.sql"),
+)];
+
+#[derive(Clone)]
+pub struct Store {
+    pub pool: SqlitePool,
+    #[cfg(feature = "fault-injection")]
+    pub faults: std::sync::Arc<std::sync::atomic::AtomicBool>,
+}
+
+impl Store {
+    /// Opens (creating if needed) the store the configuration names and
+    /// brings its schema up to date.
+    pub async fn open(config: &Config) -> anyhow::Result<Store> {
+        if !config.store.url.is_empty() && !config.store.url.starts_with("sqlite:") {
+            anyhow::bail!(
+                "store.url {:?}: this build supports SQLite only; leave store.url empty to use <data_dir>/moms.db",
+                config.store.url
+            );
+        }
+        std::fs::create_dir_all(&config.data_dir).with_context(|| {
+            format!("cannot create data folder {} (set --data-dir or MOMS_DATA_DIR to a writable folder)", config.data_dir.display())
+        })?;
+        let options = if config.store.url.is_empty() {
+            SqliteConnectOptions::new().filename(config.database_path())
+        } else {
+            SqliteConnectOptions::from_str(&config.store.url)?
+        }
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Normal)
+        .busy_timeout(Duration::from_secs(10))
+        .pragma("cache_size", "-65536")
+        .pragma("temp_store", "memory");
+        let pool = SqlitePoolOptions::new()
+            .max_connections(8)
+            .min_connections(1)
+            .connect_with(options)
+            .await
+            .with_context(|| {
+                format!(
+                    "cannot open the database {}",
+                    config.database_path().display()
+                )
+            })?;
+        let store = Store {
+            pool,
+            #[cfg(feature = "fault-injection")]
+            faults: Default::default(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Applies the migrations not applied yet; returns how many ran.
+    pub async fn migrate(&self) -> anyhow::Result<usize> {
+        self.pool
+            .execute(
+                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
+            )
+            .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&self.pool)
+            .await?;
+        let mut ran = 0;
+        for (version, name, sql) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let mut tx = self.pool.begin().await?;
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("migration {version} ({name}) failed"))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            ran += 1;
+        }
+        Ok(ran)
+    }
+
+    /// The operator-change counter; caches are dropped when it moves.
+    pub async fn generation(&self) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT value FROM generation WHERE id = 1")
+            .fetch_one(&self.pool)
+            .await
+    }
+
+    /// Tells every running server that cached objects changed.
+    pub async fn bump_generation(&self) -> sqlx::Result<()> {
+        sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    pub async fn audit(&self, actor: &str, action: &str, detail: &str) -> sqlx::Result<()> {
+        sqlx::query("INSERT INTO audit (at, actor, action, detail) VALUES ($1, $2, $3, $4)")
+            .bind(now())
+            .bind(actor)
+            .bind(action)
+            .bind(detail)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// In test builds, a switch that makes store calls of the API fail, so
+    /// code 500 can be provoked.
+    pub fn check_faults(&self) -> sqlx::Result<()> {
+        #[cfg(feature = "fault-injection")]
+        if self.faults.load(std::sync::atomic::Ordering::Relaxed) {
+            return Err(sqlx::Error::Protocol("injected fault".into()));
+        }
+        Ok(())
+    }
+}
+
+/// Unix seconds.
+pub fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0)
+}
+
+/// Unix milliseconds.
+pub fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as i64)
+        .unwrap_or(0)
+}

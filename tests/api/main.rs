@@ -1,0 +1,17 @@
+//! The API integration suite: one binary, one module per object, each
+//! starting the real server on port 0 with a temp data folder.
+
+mod common;
+
+mod admin;
+mod campaign;
+mod codes;
+mod inbound;
+mod keyword;
+mod list;
+mod media;
+mod promo;
+mod protocol;
+mod system;
+mod transaction;
+mod user;
