@@ -130,14 +130,21 @@ async fn writer(
             }
         }
         let first = next_id.expect("set above");
-        match store.insert_sends(&mut batch, first).await {
-            Ok(used) => {
-                next_id = Some(first + used);
+        let mut result = store.insert_sends(&mut batch, first).await;
+        if result.is_err() {
+            // Another process (an admin command, an inbound reply) may have taken
+            // ids we meant to use: read the highest again and retry once.
+            if let Ok(max) = store.max_transaction_id().await {
+                result = store.insert_sends(&mut batch, max.max(FIRST_ID) + 1).await;
+            }
+        }
+        match result {
+            Ok(next) => {
+                next_id = Some(next);
                 wake.notify_one();
             }
             Err(error) => {
                 tracing::error!(%error, "accepting sends failed");
-                // Ids may have been taken by a commit we could not see: read them again.
                 next_id = None;
                 fail_all(&mut batch, &error.to_string());
             }
@@ -173,14 +180,35 @@ fn first_events(held: bool) -> [&'static str; 2] {
 }
 
 impl Store {
+    /// Stores one message at once, outside the batcher: for processes that
+    /// have none (admin commands) and for rare internal messages (replies to
+    /// inbound keywords).
+    pub async fn accept_now(&self, transaction: NewTransaction) -> Result<Accepted, Rejected> {
+        let (reply, answer) = oneshot::channel();
+        let mut batch = vec![(transaction, reply)];
+        let first = self
+            .max_transaction_id()
+            .await
+            .map_err(|e| Rejected::Store(e.to_string()))?
+            .max(FIRST_ID)
+            + 1;
+        if let Err(error) = self.insert_sends(&mut batch, first).await {
+            fail_all(&mut batch, &error.to_string());
+        }
+        answer
+            .await
+            .map_err(|_| Rejected::Store("no answer".into()))?
+    }
+
     pub async fn max_transaction_id(&self) -> sqlx::Result<i64> {
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM transactions")
             .fetch_one(&self.pool)
             .await
     }
 
-    /// Commits a batch of sends, answering each job. Returns how many ids
-    /// were used, starting at `first_id`.
+    /// Commits a batch of sends, ids from `first_id` on, answering each job
+    /// once committed. Returns the next free id. On error the jobs stay in
+    /// `batch`, unanswered.
     async fn insert_sends(&self, batch: &mut Vec<Job>, first_id: i64) -> sqlx::Result<i64> {
         self.check_faults()?;
         let now = now();
@@ -228,7 +256,7 @@ impl Store {
         for ((_, reply), answer) in batch.drain(..).zip(answers) {
             let _ = reply.send(answer);
         }
-        Ok(next_id - first_id)
+        Ok(next_id)
     }
 }
 
