@@ -31,3 +31,78 @@ pub async fn enqueue_webhook(conn: &mut SqliteConnection, hook: &NewWebhook) -> 
     .await?;
     Ok(())
 }
+
+/// A callback claimed for posting, with its client's signing secret.
+#[derive(Debug, Clone)]
+pub struct DueWebhook {
+    pub id: i64,
+    pub url: String,
+    pub content_type: String,
+    pub body: String,
+    pub attempts: i64,
+    pub secret: String,
+}
+
+impl super::Store {
+    /// Claims up to `limit` callbacks due now, leasing them until `lease_ms`.
+    pub async fn claim_webhooks(
+        &self,
+        max_attempts: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> sqlx::Result<Vec<DueWebhook>> {
+        let rows: Vec<(i64, String, String, String, i64, String)> = sqlx::query_as(
+            "UPDATE webhooks SET due_ms = $1
+             WHERE id IN (SELECT id FROM webhooks WHERE due_ms <= $2 AND attempts < $3 ORDER BY due_ms, id LIMIT $4)
+             RETURNING id, url, content_type, body, attempts,
+                       COALESCE((SELECT callback_secret FROM clients WHERE clients.id = webhooks.client_id), '') AS secret",
+        )
+        .bind(lease_ms)
+        .bind(now_ms())
+        .bind(max_attempts)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(rows
+            .into_iter()
+            .map(
+                |(id, url, content_type, body, attempts, secret)| DueWebhook {
+                    id,
+                    url,
+                    content_type,
+                    body,
+                    attempts,
+                    secret,
+                },
+            )
+            .collect())
+    }
+
+    pub async fn webhook_delivered(&self, id: i64) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM webhooks WHERE id = $1")
+            .bind(id)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Records a failed try; a row at the last attempt stays for inspection.
+    pub async fn webhook_failed(
+        &self,
+        id: i64,
+        attempts: i64,
+        due_ms: i64,
+        error: &str,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE webhooks SET attempts = $1, due_ms = $2, last_error = $3 WHERE id = $4",
+        )
+        .bind(attempts)
+        .bind(due_ms)
+        .bind(error)
+        .bind(id)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+}

@@ -15,3 +15,4 @@ mod protocol;
 mod system;
 mod transaction;
 mod user;
+mod webhooks;

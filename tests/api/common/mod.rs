@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod receiver;
 pub mod xml;
 
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use moms::config::Config;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+pub use receiver::Receiver;
 pub use xml::Element;
 
 pub struct Server {

@@ -1,0 +1,156 @@
+//! Callbacks (spec section 6): signed, retried on failure, kept across restarts.
+
+use hmac::{Hmac, Mac};
+use moms::store::webhook::{NewWebhook, enqueue_webhook};
+use sha2::Sha256;
+
+use crate::common::*;
+
+async fn queue(server: &Server, client_id: &str, url: &str, body: &str) {
+    let mut conn = server.app.store.pool.acquire().await.unwrap();
+    let hook = NewWebhook {
+        client_id: client_id.parse().unwrap(),
+        url: url.to_string(),
+        content_type: "application/xml",
+        body: body.to_string(),
+    };
+    enqueue_webhook(&mut conn, &hook).await.unwrap();
+    server.app.webhook_wake.notify_one();
+}
+
+fn verify(secret: &str, header: &str, body: &str) -> bool {
+    let (t, sig) = header.split_once(",sha256=").expect("t=…,sha256=…");
+    let t = t.strip_prefix("t=").expect("t=");
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(format!("{t}.{body}").as_bytes());
+    mac.verify_slice(&hex::decode(sig).unwrap()).is_ok()
+}
+
+#[tokio::test]
+async fn callback_is_signed_with_the_client_secret() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let receiver = Receiver::start().await;
+    let body =
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><response status=\"success\" code=\"1\"/>";
+    queue(
+        &server,
+        &creds.client_id,
+        &format!("{}/hook", receiver.base),
+        body,
+    )
+    .await;
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].path, "/hook");
+    assert_eq!(got[0].body, body);
+    assert_eq!(got[0].headers["content-type"], "application/xml");
+    let signature = got[0].headers["x-moms-signature"].to_str().unwrap();
+    assert!(
+        verify(&creds.callback_secret, signature, body),
+        "{signature}"
+    );
+    assert!(!verify("another secret", signature, body));
+}
+
+#[tokio::test]
+async fn failed_callbacks_are_retried_until_the_receiver_accepts() {
+    let server = Server::start_with(|c| c.callbacks.first_retry_secs = 0).await;
+    let creds = server.client().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(2);
+    queue(
+        &server,
+        &creds.client_id,
+        &format!("{}/retry", receiver.base),
+        "payload",
+    )
+    .await;
+    let got = receiver.wait_for(3).await;
+    assert!(got.iter().all(|r| r.body == "payload"));
+    // Delivered: the row is gone, nothing further is posted.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
+            .fetch_one(&server.app.store.pool)
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "webhook row still queued"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(receiver.received().len(), 3);
+}
+
+#[tokio::test]
+async fn callbacks_give_up_after_the_configured_tries() {
+    let server = Server::start_with(|c| {
+        c.callbacks.first_retry_secs = 0;
+        c.callbacks.max_attempts = 3;
+    })
+    .await;
+    let creds = server.client().await;
+    let receiver = Receiver::start().await;
+    receiver.fail_next(100);
+    queue(
+        &server,
+        &creds.client_id,
+        &format!("{}/dead", receiver.base),
+        "x",
+    )
+    .await;
+    receiver.wait_for(3).await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let (attempts, error): (i64, String) =
+            sqlx::query_as("SELECT attempts, last_error FROM webhooks")
+                .fetch_one(&server.app.store.pool)
+                .await
+                .unwrap();
+        if attempts == 3 {
+            assert!(error.contains("500"), "{error}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    assert_eq!(receiver.received().len(), 3, "no fourth try");
+}
+
+#[tokio::test]
+async fn private_destinations_are_refused_unless_allowed() {
+    let server = Server::start_with(|c| {
+        c.fetch.allow_private_networks = false;
+        c.callbacks.max_attempts = 1;
+    })
+    .await;
+    let creds = server.client().await;
+    let receiver = Receiver::start().await;
+    queue(
+        &server,
+        &creds.client_id,
+        &format!("{}/private", receiver.base),
+        "x",
+    )
+    .await;
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let row: Option<(i64, String)> =
+            sqlx::query_as("SELECT attempts, last_error FROM webhooks")
+                .fetch_optional(&server.app.store.pool)
+                .await
+                .unwrap();
+        if let Some((1, error)) = row {
+            assert!(error.contains("private address"), "{error}");
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline);
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(receiver.received().is_empty());
+}
