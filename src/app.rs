@@ -71,6 +71,8 @@ pub struct App {
     pub blast_wake: Arc<Notify>,
     pub auth_failures: AuthLimiter,
     pub http: reqwest::Client,
+    /// The change counter when the store was opened.
+    pub generation_at_open: i64,
     /// Renders `/metrics`.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -90,6 +92,7 @@ impl App {
         std::fs::create_dir_all(config.media_dir())?;
         std::fs::create_dir_all(config.tmp_dir())?;
         let store = Store::open(&config).await?;
+        let generation_at_open = store.generation().await?;
         let carriers = store.carrier_table().await?;
         let delivery_wake = Arc::new(Notify::new());
         let sends = SendBatcher::start(store.clone(), delivery_wake.clone());
@@ -111,6 +114,7 @@ impl App {
             webhook_wake: Arc::new(Notify::new()),
             blast_wake: Arc::new(Notify::new()),
             http,
+            generation_at_open,
             metrics: crate::metrics::install(),
         }))
     }
@@ -200,7 +204,8 @@ pub async fn serve(
 
 /// Drops caches when an operator (or another process) changed something.
 async fn watch_generation(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
-    let mut seen = app.store.generation().await.unwrap_or(0);
+    // Read when the caches were empty, so no change made since can be missed.
+    let mut seen = app.generation_at_open;
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}

@@ -353,4 +353,69 @@ mod tests {
                 .starts_with(r#"{"response":{"code":"445""#)
         );
     }
+
+    /// Reads back the text of `<response>`'s first `<v>` child and its `a` attribute.
+    fn read_back(xml: &str) -> (String, String) {
+        use quick_xml::events::Event;
+        let mut reader = quick_xml::Reader::from_str(xml);
+        let (mut text, mut attr, mut inside) = (String::new(), String::new(), false);
+        loop {
+            match reader.read_event().expect("well-formed") {
+                Event::Start(e) if e.name().as_ref() == b"v" => {
+                    inside = true;
+                    for a in e.attributes() {
+                        let a = a.unwrap();
+                        attr = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().to_string();
+                    }
+                }
+                Event::End(e) if e.name().as_ref() == b"v" => inside = false,
+                Event::CData(d) if inside => text.push_str(std::str::from_utf8(&d).unwrap()),
+                Event::Text(t) if inside => text.push_str(&t.xml10_content().unwrap()),
+                Event::GeneralRef(r) if inside => {
+                    let c = match &*r {
+                        b"lt" => '<',
+                        b"gt" => '>',
+                        b"amp" => '&',
+                        b"quot" => '"',
+                        b"apos" => '\'',
+                        _ => r.resolve_char_ref().unwrap().expect("char ref"),
+                    };
+                    text.push(c);
+                }
+                Event::Eof => break,
+                _ => {}
+            }
+        }
+        (text, attr)
+    }
+
+    /// What XML 1.0 can carry of a string: the replacement rule of spec section 2.
+    fn xml_safe(value: &str) -> String {
+        value.chars().map(xml_char).collect()
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_string_round_trips_through_cdata_text_and_attributes(value in proptest::prelude::any::<String>()) {
+            // CR is normalised by every XML parser; the writer keeps it as a
+            // reference in text and attributes, and CDATA cannot protect it.
+            for node in [XmlNode::new("v").attr("a", &value).cdata(value.clone()), XmlNode::new("v").attr("a", &value).text(value.clone())] {
+                let is_cdata = matches!(node.content, Content::Cdata(_));
+                let xml = Reply::success("m").xml(node).to_xml();
+                let (text, attr) = read_back(&xml);
+                let expected = xml_safe(&value);
+                let expected_text = if is_cdata { expected.replace("\r\n", "\n").replace('\r', "\n") } else { expected.clone() };
+                proptest::prop_assert_eq!(text, expected_text);
+                proptest::prop_assert_eq!(attr, expected.clone());
+            }
+        }
+
+        #[test]
+        fn any_string_round_trips_through_json(value in proptest::prelude::any::<String>()) {
+            let json = Reply::success(value.clone()).cdata("v", value.clone()).to_json(false);
+            let parsed: serde_json::Value = serde_json::from_str(&json).unwrap();
+            proptest::prop_assert_eq!(parsed["response"]["message"].as_str().unwrap(), value.as_str());
+            proptest::prop_assert_eq!(parsed["response"]["v"].as_str().unwrap(), value.as_str());
+        }
+    }
 }
