@@ -11,10 +11,15 @@ fn main() -> std::process::ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
+    let json = cli.global.json;
     let runtime = tokio::runtime::Runtime::new().expect("tokio runtime");
     match runtime.block_on(moms::cli::run(cli)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(error) => {
+            // Scripts asked for JSON get their error as JSON too.
+            if json {
+                println!("{}", serde_json::json!({"error": format!("{error:#}")}));
+            }
             eprintln!("error: {error:#}");
             std::process::ExitCode::FAILURE
         }

@@ -365,7 +365,10 @@ mod tests {
                     inside = true;
                     for a in e.attributes() {
                         let a = a.unwrap();
-                        attr = a.normalized_value(quick_xml::XmlVersion::Implicit1_0).unwrap().to_string();
+                        attr = a
+                            .normalized_value(quick_xml::XmlVersion::Implicit1_0)
+                            .unwrap()
+                            .to_string();
                     }
                 }
                 Event::End(e) if e.name().as_ref() == b"v" => inside = false,

@@ -9,7 +9,10 @@ async fn both_prefixes_reach_the_same_methods() {
     let creds = server.client().await;
     for prefix in ["moms", "cm"] {
         let resp = server
-            .post_form(&format!("/{prefix}/system.ping"), &[("client_id", &creds.client_id), ("token", &creds.token)])
+            .post_form(
+                &format!("/{prefix}/system.ping"),
+                &[("client_id", &creds.client_id), ("token", &creds.token)],
+            )
             .await;
         assert_code(&resp, 1);
     }
@@ -22,7 +25,9 @@ async fn unknown_method_is_404_in_an_envelope() {
     let resp = server.call(&creds, "system.pong", &[]).await;
     assert_code(&resp, 404);
     assert_eq!(resp.xml().attr("status"), "error");
-    let resp = server.call(&creds, "transaction.sendall", &[("format", "json")]).await;
+    let resp = server
+        .call(&creds, "transaction.sendall", &[("format", "json")])
+        .await;
     assert_eq!(resp.json()["response"]["code"], "404");
 }
 
@@ -39,23 +44,54 @@ async fn paths_outside_the_api_are_plain_http_404() {
 async fn unknown_format_is_400_in_xml() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let resp = server.call(&creds, "system.ping", &[("format", "yaml")]).await;
+    let resp = server
+        .call(&creds, "system.ping", &[("format", "yaml")])
+        .await;
     assert_code(&resp, 400);
     assert!(resp.message().contains("format"), "{}", resp.body);
-    let resp = server.call(&creds, "system.ping", &[("format", "csv")]).await;
+    let resp = server
+        .call(&creds, "system.ping", &[("format", "csv")])
+        .await;
     assert_code(&resp, 400);
-    assert_eq!(resp.header("content-type"), Some("application/xml; charset=utf-8"));
+    assert_eq!(
+        resp.header("content-type"),
+        Some("application/xml; charset=utf-8")
+    );
 }
 
 #[tokio::test]
 async fn format_is_case_insensitive_and_accept_is_ignored() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let url = format!("{}/moms/system.ping?client_id={}&token={}&format=Json", server.base, creds.client_id, creds.token);
-    let resp = Resp::read(server.http.get(&url).header("accept", "application/xml").send().await.unwrap()).await;
+    let url = format!(
+        "{}/moms/system.ping?client_id={}&token={}&format=Json",
+        server.base, creds.client_id, creds.token
+    );
+    let resp = Resp::read(
+        server
+            .http
+            .get(&url)
+            .header("accept", "application/xml")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(resp.json()["response"]["message"], "pong");
-    let url = format!("{}/moms/system.ping?client_id={}&token={}", server.base, creds.client_id, creds.token);
-    let resp = Resp::read(server.http.get(&url).header("accept", "application/json").send().await.unwrap()).await;
+    let url = format!(
+        "{}/moms/system.ping?client_id={}&token={}",
+        server.base, creds.client_id, creds.token
+    );
+    let resp = Resp::read(
+        server
+            .http
+            .get(&url)
+            .header("accept", "application/json")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(resp.xml().child("message").text, "pong");
 }
 
@@ -68,9 +104,15 @@ async fn bad_credentials_are_403_with_http_403() {
         vec![("client_id", &creds.client_id)],
         vec![("client_id", "abc"), ("token", &creds.token)],
         vec![("client_id", "-1"), ("token", &creds.token)],
-        vec![("client_id", &creds.client_id), ("token", "ABCDEF0123456789ABCDEF0123456789")],
+        vec![
+            ("client_id", &creds.client_id),
+            ("token", "ABCDEF0123456789ABCDEF0123456789"),
+        ],
         vec![("client_id", &creds.client_id), ("token", "0123")],
-        vec![("client_id", &creds.client_id), ("token", "00000000000000000000000000000000")],
+        vec![
+            ("client_id", &creds.client_id),
+            ("token", "00000000000000000000000000000000"),
+        ],
         vec![("client_id", "999999"), ("token", &creds.token)],
         vec![("client_id", ""), ("token", &creds.token)],
     ];
@@ -89,7 +131,12 @@ async fn legacy_switches_give_http_200_and_json_code_zero() {
         c.compat.legacy_json_error_code = true;
     })
     .await;
-    let resp = server.post_form("/moms/system.ping", &[("client_id", "1"), ("token", "x"), ("format", "json")]).await;
+    let resp = server
+        .post_form(
+            "/moms/system.ping",
+            &[("client_id", "1"), ("token", "x"), ("format", "json")],
+        )
+        .await;
     assert_eq!(resp.status, 200);
     assert_eq!(resp.json()["response"]["code"], "0");
     assert_eq!(resp.json()["response"]["status"], "error");
@@ -101,12 +148,24 @@ async fn ip_whitelist_admits_listed_networks_only() {
     let creds = server.client().await;
     let id: i64 = creds.client_id.parse().unwrap();
     let store = &server.app.store;
-    store.set_whitelist(id, &moms::store::client::parse_whitelist("203.0.113.0/24").unwrap()).await.unwrap();
+    store
+        .set_whitelist(
+            id,
+            &moms::store::client::parse_whitelist("203.0.113.0/24").unwrap(),
+        )
+        .await
+        .unwrap();
     server.app.clients.clear();
     let resp = server.call(&creds, "system.ping", &[]).await;
     assert_eq!(resp.status, 403);
     assert!(resp.message().contains("whitelist"), "{}", resp.body);
-    store.set_whitelist(id, &moms::store::client::parse_whitelist("203.0.113.0/24, 127.0.0.0/8").unwrap()).await.unwrap();
+    store
+        .set_whitelist(
+            id,
+            &moms::store::client::parse_whitelist("203.0.113.0/24, 127.0.0.0/8").unwrap(),
+        )
+        .await
+        .unwrap();
     server.app.clients.clear();
     assert_code(&server.call(&creds, "system.ping", &[]).await, 1);
 }
@@ -115,14 +174,21 @@ async fn ip_whitelist_admits_listed_networks_only() {
 async fn repeated_failed_authentication_is_throttled_with_429() {
     let server = Server::start_with(|c| c.limits.failed_auth_per_ip = 5).await;
     let creds = server.client().await;
-    let wrong = Creds { token: "0".repeat(32), ..creds.clone() };
+    let wrong = Creds {
+        token: "0".repeat(32),
+        ..creds.clone()
+    };
     for _ in 0..5 {
         assert_eq!(server.call(&wrong, "system.ping", &[]).await.status, 403);
     }
     let resp = server.call(&wrong, "system.ping", &[]).await;
     assert_eq!(resp.status, 429);
     assert_eq!(resp.code(), 403);
-    let retry_after: u64 = resp.header("retry-after").expect("Retry-After").parse().unwrap();
+    let retry_after: u64 = resp
+        .header("retry-after")
+        .expect("Retry-After")
+        .parse()
+        .unwrap();
     assert!(retry_after > 0);
     // Only failing attempts are throttled: the right token still works.
     assert_code(&server.call(&creds, "system.ping", &[]).await, 1);
@@ -133,15 +199,27 @@ async fn rotated_token_takes_effect_without_restart() {
     let server = Server::start().await;
     let creds = server.client().await;
     assert_code(&server.call(&creds, "system.ping", &[]).await, 1);
-    let rotated = server.app.store.rotate_token(creds.client_id.parse().unwrap()).await.unwrap().unwrap();
+    let rotated = server
+        .app
+        .store
+        .rotate_token(creds.client_id.parse().unwrap())
+        .await
+        .unwrap()
+        .unwrap();
     // Operator changes reach the running server through the change counter,
     // which it reads four times a second.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(3);
     while server.call(&creds, "system.ping", &[]).await.status != 403 {
-        assert!(std::time::Instant::now() < deadline, "old token still accepted");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "old token still accepted"
+        );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
-    let fresh = Creds { token: rotated.token, ..creds };
+    let fresh = Creds {
+        token: rotated.token,
+        ..creds
+    };
     assert_code(&server.call(&fresh, "system.ping", &[]).await, 1);
 }
 
@@ -150,11 +228,18 @@ async fn query_and_body_merge_and_the_body_wins() {
     let server = Server::start().await;
     let creds = server.client().await;
     // Credentials in the query, format in the body.
-    let path = format!("/moms/system.ping?client_id={}&token={}&format=xml", creds.client_id, creds.token);
+    let path = format!(
+        "/moms/system.ping?client_id={}&token={}&format=xml",
+        creds.client_id, creds.token
+    );
     let resp = server.post_form(&path, &[("format", "json")]).await;
     assert_eq!(resp.json()["response"]["message"], "pong");
     // Wrong token in the query, right one in the body.
-    let path = format!("/moms/system.ping?client_id={}&token={}", creds.client_id, "f".repeat(32));
+    let path = format!(
+        "/moms/system.ping?client_id={}&token={}",
+        creds.client_id,
+        "f".repeat(32)
+    );
     let resp = server.post_form(&path, &[("token", &creds.token)]).await;
     assert_code(&resp, 1);
 }
@@ -167,7 +252,16 @@ async fn multipart_fields_are_parameters() {
         .text("client_id", creds.client_id.clone())
         .text("token", creds.token.clone())
         .text("format", "json");
-    let resp = Resp::read(server.http.post(format!("{}/moms/system.ping", server.base)).multipart(form).send().await.unwrap()).await;
+    let resp = Resp::read(
+        server
+            .http
+            .post(format!("{}/moms/system.ping", server.base))
+            .multipart(form)
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
     assert_eq!(resp.json()["response"]["message"], "pong");
 }
 
@@ -175,11 +269,19 @@ async fn multipart_fields_are_parameters() {
 async fn broken_multipart_is_400_in_an_envelope() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let body = b"--XYZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue-without-end".to_vec();
-    let path = format!("/moms/system.ping?client_id={}&token={}", creds.client_id, creds.token);
-    let resp = server.post_raw(&path, "multipart/form-data; boundary=XYZ", body).await;
+    let body =
+        b"--XYZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue-without-end".to_vec();
+    let path = format!(
+        "/moms/system.ping?client_id={}&token={}",
+        creds.client_id, creds.token
+    );
+    let resp = server
+        .post_raw(&path, "multipart/form-data; boundary=XYZ", body)
+        .await;
     assert_code(&resp, 400);
-    let resp = server.post_raw(&path, "multipart/form-data", b"whatever".to_vec()).await;
+    let resp = server
+        .post_raw(&path, "multipart/form-data", b"whatever".to_vec())
+        .await;
     assert_code(&resp, 400);
 }
 
@@ -187,9 +289,14 @@ async fn broken_multipart_is_400_in_an_envelope() {
 async fn bodies_over_one_mebibyte_are_400() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let path = format!("/moms/system.ping?client_id={}&token={}", creds.client_id, creds.token);
+    let path = format!(
+        "/moms/system.ping?client_id={}&token={}",
+        creds.client_id, creds.token
+    );
     let body = format!("message={}", "a".repeat(1_100_000)).into_bytes();
-    let resp = server.post_raw(&path, "application/x-www-form-urlencoded", body).await;
+    let resp = server
+        .post_raw(&path, "application/x-www-form-urlencoded", body)
+        .await;
     assert_code(&resp, 400);
     assert!(resp.message().contains("body"), "{}", resp.body);
 }
@@ -198,9 +305,18 @@ async fn bodies_over_one_mebibyte_are_400() {
 async fn thousands_of_parameters_are_400() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let path = format!("/moms/system.ping?client_id={}&token={}", creds.client_id, creds.token);
+    let path = format!(
+        "/moms/system.ping?client_id={}&token={}",
+        creds.client_id, creds.token
+    );
     let body: Vec<String> = (0..10_000).map(|i| format!("p{i}=v")).collect();
-    let resp = server.post_raw(&path, "application/x-www-form-urlencoded", body.join("&").into_bytes()).await;
+    let resp = server
+        .post_raw(
+            &path,
+            "application/x-www-form-urlencoded",
+            body.join("&").into_bytes(),
+        )
+        .await;
     assert_code(&resp, 400);
     assert!(resp.message().contains("parameters"), "{}", resp.body);
 }
@@ -209,8 +325,17 @@ async fn thousands_of_parameters_are_400() {
 async fn bad_percent_encoding_and_invalid_utf8_are_not_errors() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let path = format!("/moms/system.ping?client_id={}&token={}&junk=%zz%&x=%FF%FE", creds.client_id, creds.token);
-    let resp = server.post_raw(&path, "application/x-www-form-urlencoded", b"more=%C3%28&%%%=1".to_vec()).await;
+    let path = format!(
+        "/moms/system.ping?client_id={}&token={}&junk=%zz%&x=%FF%FE",
+        creds.client_id, creds.token
+    );
+    let resp = server
+        .post_raw(
+            &path,
+            "application/x-www-form-urlencoded",
+            b"more=%C3%28&%%%=1".to_vec(),
+        )
+        .await;
     assert_code(&resp, 1);
 }
 
@@ -218,22 +343,41 @@ async fn bad_percent_encoding_and_invalid_utf8_are_not_errors() {
 async fn unknown_parameters_are_ignored() {
     let server = Server::start().await;
     let creds = server.client().await;
-    assert_code(&server.call(&creds, "system.ping", &[("campaign_id", "x"), ("frobnicate", "1")]).await, 1);
+    assert_code(
+        &server
+            .call(
+                &creds,
+                "system.ping",
+                &[("campaign_id", "x"), ("frobnicate", "1")],
+            )
+            .await,
+        1,
+    );
 }
 
 #[tokio::test]
 async fn store_failure_is_500_in_an_envelope() {
     let server = Server::start().await;
     let creds = server.client().await;
-    server.app.store.faults.store(true, std::sync::atomic::Ordering::Relaxed);
+    server
+        .app
+        .store
+        .faults
+        .store(true, std::sync::atomic::Ordering::Relaxed);
     server.app.clients.clear();
     let resp = server.call(&creds, "system.ping", &[]).await;
     assert_eq!(resp.status, 500);
     assert_eq!(resp.code(), 500);
     assert_eq!(resp.message(), "Internal fatal error uncaught.");
-    let resp = server.call(&creds, "system.ping", &[("format", "json")]).await;
+    let resp = server
+        .call(&creds, "system.ping", &[("format", "json")])
+        .await;
     assert_eq!(resp.json()["response"]["code"], "500");
-    server.app.store.faults.store(false, std::sync::atomic::Ordering::Relaxed);
+    server
+        .app
+        .store
+        .faults
+        .store(false, std::sync::atomic::Ordering::Relaxed);
     assert_code(&server.call(&creds, "system.ping", &[]).await, 1);
 }
 
@@ -244,8 +388,20 @@ async fn metrics_count_requests_by_method_and_code() {
     server.call(&creds, "system.ping", &[]).await;
     let metrics = server.get("/metrics").await;
     assert_eq!(metrics.status, 200);
-    assert!(metrics.body.contains("moms_requests_total{method=\"system.ping\",code=\"1\"}"), "{}", metrics.body);
-    assert!(metrics.body.contains("moms_request_duration_seconds_bucket"), "{}", metrics.body);
+    assert!(
+        metrics
+            .body
+            .contains("moms_requests_total{method=\"system.ping\",code=\"1\"}"),
+        "{}",
+        metrics.body
+    );
+    assert!(
+        metrics
+            .body
+            .contains("moms_request_duration_seconds_bucket"),
+        "{}",
+        metrics.body
+    );
 }
 
 #[tokio::test]
@@ -259,6 +415,8 @@ async fn cdata_terminator_in_a_value_stays_well_formed() {
     let xml = resp.xml();
     assert_eq!(xml.child("input").text, "a]]>b<c>&\u{fffd}");
     assert_eq!(xml.child_names(), ["message", "number", "input"]);
-    let json = server.call_json(&creds, "user.info", &[("number", input)]).await;
+    let json = server
+        .call_json(&creds, "user.info", &[("number", input)])
+        .await;
     assert_eq!(json["response"]["input"], "a]]>b<c>&\u{1}");
 }
