@@ -49,7 +49,7 @@ pub enum Command {
     /// Manage clients, campaigns and promotions; inject test messages
     Admin {
         #[command(subcommand)]
-        command: crate::admin::AdminCommand,
+        command: Box<crate::admin::AdminCommand>,
     },
 }
 
@@ -113,7 +113,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Admin { command } => {
             let config = cli.global.config()?;
-            crate::admin::run(config, command, cli.global.json).await
+            crate::admin::run(config, *command, cli.global.json).await
         }
     }
 }

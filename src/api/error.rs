@@ -169,7 +169,8 @@ pub enum Rejection {
 pub struct ApiError {
     pub code: Code,
     pub detail: Option<String>,
-    pub user: Option<UserInfo>,
+    /// Boxed: most errors have none, and `Result<_, ApiError>` stays small.
+    pub user: Option<Box<UserInfo>>,
     pub rejection: Rejection,
 }
 
@@ -192,7 +193,7 @@ impl ApiError {
     }
 
     pub fn with_user(mut self, user: UserInfo) -> ApiError {
-        self.user = Some(user);
+        self.user = Some(Box::new(user));
         self
     }
 

@@ -211,10 +211,10 @@ async fn run(
     }
     let query_format = format_of(&params);
     let upload = found.map(|(n, _)| n) == Some("media.upload");
-    if http_method == Method::POST || http_method == Method::PUT {
-        if let Err(error) = request::read_body(app, headers, body, upload, &mut params).await {
-            return (query_format.unwrap_or(Format::Xml), Err(error));
-        }
+    if (http_method == Method::POST || http_method == Method::PUT)
+        && let Err(error) = request::read_body(app, headers, body, upload, &mut params).await
+    {
+        return (query_format.unwrap_or(Format::Xml), Err(error));
     }
     if params.len() > app.config.limits.max_parameters {
         let detail = format!("more than {} parameters", app.config.limits.max_parameters);

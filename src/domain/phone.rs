@@ -157,7 +157,12 @@ impl Sender {
 
 /// Parses a configured region code such as `US`.
 pub fn parse_region(code: &str) -> Option<Region> {
-    code.trim().to_ascii_uppercase().parse::<Region>().ok()
+    let region = code.trim().to_ascii_uppercase().parse::<Region>().ok()?;
+    // `ZZ` and other codes parse but have no numbering plan.
+    rlibphonenumber::PHONE_NUMBER_UTIL
+        .get_supported_regions()
+        .any(|r| r == region)
+        .then_some(region)
 }
 
 #[cfg(test)]
