@@ -3,6 +3,9 @@
 //! (`promo.require_approval`), new ones wait as `pending` until
 //! `moms admin promo approve`.
 
+// `ApiError` is the API's one error type, returned by value everywhere.
+#![allow(clippy::result_large_err)]
+
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 
@@ -21,13 +24,13 @@ pub async fn create(ctx: &Ctx) -> Outcome {
     let code = code(&ctx.params)?;
     let starts = date(&ctx.params, "starts")?;
     let ends = date(&ctx.params, "ends")?;
-    if let (Some(starts), Some(ends)) = (starts, ends) {
-        if ends < starts {
-            return Err(ApiError::detail(
-                Code::BadRequest,
-                format!("\"ends\" ({ends}) is before \"starts\" ({starts})"),
-            ));
-        }
+    if let (Some(starts), Some(ends)) = (starts, ends)
+        && ends < starts
+    {
+        return Err(ApiError::detail(
+            Code::BadRequest,
+            format!("\"ends\" ({ends}) is before \"starts\" ({starts})"),
+        ));
     }
     let max_uses = max_uses(&ctx.params)?;
     live(ctx, id).await?;

@@ -525,3 +525,31 @@ async fn campaign_id_is_checked_before_anything_else() {
         .await;
     assert_code(&resp, 432);
 }
+
+#[tokio::test]
+async fn changing_the_sender_moves_the_master_keyword_to_its_short_code() {
+    let server = Server::start().await;
+    let creds = server.client_with(&["21534", "21535"]).await;
+    let id = create(&server, &creds, &[("name", "mover"), ("keyword", "MOVE")]).await;
+    let on = |shortcode: &'static str| {
+        [
+            ("keyword", "MOVE"),
+            ("shortcode", shortcode),
+            ("format", "json"),
+        ]
+    };
+    let resp = server.call(&creds, "keyword.check", &on("21534")).await;
+    assert_eq!(resp.json()["response"]["available"], "false");
+    let resp = server
+        .call(
+            &creds,
+            "campaign.update",
+            &[("campaign_id", &id), ("from", "21535")],
+        )
+        .await;
+    assert_code(&resp, 1);
+    let resp = server.call(&creds, "keyword.check", &on("21534")).await;
+    assert_eq!(resp.json()["response"]["available"], "true");
+    let resp = server.call(&creds, "keyword.check", &on("21535")).await;
+    assert_eq!(resp.json()["response"]["available"], "false");
+}
