@@ -1,8 +1,9 @@
 //! Campaigns (spec section 5.7): a client's sending settings.
 
-use sqlx::Row;
+use sqlx::{Row, SqliteConnection};
 
 use super::Store;
+use super::keyword::{release_keywords, set_master};
 
 /// A campaign's settings, in the order of `campaign.create`'s parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -59,14 +60,46 @@ impl Store {
 
 impl Store {
     /// Creates a campaign with its master keyword on `shortcode` (when both
-    /// are given). The caller has validated every setting.
+    /// are given). The caller has validated every setting, the name's
+    /// uniqueness included; a keyword that is already taken is an error here
+    /// (see [`Store::create_campaign_checked`]).
     pub async fn create_campaign(
         &self,
         c: &Campaign,
         shortcode: Option<&str>,
     ) -> sqlx::Result<i64> {
+        match self.insert_campaign(c, shortcode, false).await? {
+            Ok(id) => Ok(id),
+            Err(conflict) => Err(sqlx::Error::Protocol(format!(
+                "campaign {:?} not created: {conflict:?}",
+                c.name
+            ))),
+        }
+    }
+
+    /// Creates a campaign unless its name is taken among the client's live
+    /// campaigns or its master keyword is taken on `shortcode`.
+    pub async fn create_campaign_checked(
+        &self,
+        c: &Campaign,
+        shortcode: Option<&str>,
+    ) -> sqlx::Result<Result<i64, Conflict>> {
+        self.insert_campaign(c, shortcode, true).await
+    }
+
+    async fn insert_campaign(
+        &self,
+        c: &Campaign,
+        shortcode: Option<&str>,
+        check_name: bool,
+    ) -> sqlx::Result<Result<i64, Conflict>> {
         self.check_faults()?;
-        let mut tx = self.pool.begin().await?;
+        // IMMEDIATE: the name check and the insert must not interleave with
+        // another writer's (SQLite has one writer; this takes its lock first).
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if check_name && name_taken(&mut tx, c.client_id, &c.name, None).await? {
+            return Ok(Err(Conflict::NameTaken));
+        }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO campaigns (id, client_id, name, type, sender, keyword, callback_url, callback_format,
              opt_in, require_names, help_message, stop_message, created_at)
@@ -88,15 +121,118 @@ impl Store {
         .bind(super::now())
         .fetch_one(&mut *tx)
         .await?;
-        if let (false, Some(shortcode)) = (c.keyword.is_empty(), shortcode) {
-            sqlx::query("INSERT INTO keywords (shortcode, keyword, campaign_id, master) VALUES ($1, $2, $3, 1)")
-                .bind(shortcode)
-                .bind(&c.keyword)
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
+        if !set_master(&mut tx, id, master_of(c, shortcode)).await? {
+            return Ok(Err(Conflict::KeywordTaken));
         }
         tx.commit().await?;
-        Ok(id)
+        Ok(Ok(id))
     }
+
+    /// Replaces a campaign's settings with `c` and puts its master keyword on
+    /// `shortcode`. The caller drops the campaign from its cache.
+    pub async fn update_campaign(
+        &self,
+        c: &Campaign,
+        shortcode: Option<&str>,
+    ) -> sqlx::Result<Result<(), Conflict>> {
+        self.check_faults()?;
+        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
+        if name_taken(&mut tx, c.client_id, &c.name, Some(c.id)).await? {
+            return Ok(Err(Conflict::NameTaken));
+        }
+        sqlx::query(
+            "UPDATE campaigns SET name = $1, type = $2, sender = $3, keyword = $4, callback_url = $5,
+             callback_format = $6, opt_in = $7, require_names = $8, help_message = $9, stop_message = $10
+             WHERE id = $11 AND destroyed_at IS NULL",
+        )
+        .bind(&c.name)
+        .bind(&c.kind)
+        .bind(&c.sender)
+        .bind(&c.keyword)
+        .bind(&c.callback_url)
+        .bind(&c.callback_format)
+        .bind(&c.opt_in)
+        .bind(c.require_names as i64)
+        .bind(&c.help_message)
+        .bind(&c.stop_message)
+        .bind(c.id)
+        .execute(&mut *tx)
+        .await?;
+        if !set_master(&mut tx, c.id, master_of(c, shortcode)).await? {
+            return Ok(Err(Conflict::KeywordTaken));
+        }
+        tx.commit().await?;
+        Ok(Ok(()))
+    }
+
+    /// Marks a campaign destroyed and releases its keywords; false when it
+    /// was not live.
+    pub async fn destroy_campaign(&self, id: i64) -> sqlx::Result<bool> {
+        self.check_faults()?;
+        let mut tx = self.pool.begin().await?;
+        let done = sqlx::query(
+            "UPDATE campaigns SET destroyed_at = $1 WHERE id = $2 AND destroyed_at IS NULL",
+        )
+        .bind(super::now())
+        .bind(id)
+        .execute(&mut *tx)
+        .await?;
+        if done.rows_affected() == 0 {
+            return Ok(false);
+        }
+        release_keywords(&mut tx, id).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    /// A client's live campaigns, newest first, `limit` at most.
+    pub async fn campaigns(&self, client_id: i64, limit: i64) -> sqlx::Result<Vec<Campaign>> {
+        self.check_faults()?;
+        let rows = sqlx::query(
+            "SELECT * FROM campaigns WHERE client_id = $1 AND destroyed_at IS NULL
+             ORDER BY id DESC LIMIT $2",
+        )
+        .bind(client_id)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(campaign_from_row).collect()
+    }
+}
+
+/// Why a campaign could not be written as asked.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Conflict {
+    /// Another live campaign of the client has that name.
+    NameTaken,
+    /// Another campaign holds the master keyword on that short code.
+    KeywordTaken,
+}
+
+/// Where the master keyword goes: nowhere without a keyword or a short code.
+fn master_of<'a>(c: &'a Campaign, shortcode: Option<&'a str>) -> Option<(&'a str, &'a str)> {
+    match (c.keyword.as_str(), shortcode) {
+        ("", _) | (_, None) => None,
+        (keyword, Some(shortcode)) => Some((shortcode, keyword)),
+    }
+}
+
+/// Names are unique among a client's live campaigns (spec section 5.7).
+async fn name_taken(
+    conn: &mut SqliteConnection,
+    client_id: i64,
+    name: &str,
+    except: Option<i64>,
+) -> sqlx::Result<bool> {
+    let found: Option<i64> = sqlx::query_scalar(
+        "SELECT id FROM campaigns
+         WHERE client_id = $1 AND name = $2 AND destroyed_at IS NULL AND ($3 IS NULL OR id <> $3)
+         LIMIT 1",
+    )
+    .bind(client_id)
+    .bind(name)
+    .bind(except)
+    .fetch_optional(&mut *conn)
+    .await?;
+    Ok(found.is_some())
 }

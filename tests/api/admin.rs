@@ -1,1 +1,176 @@
-//! admin tests.
+//! `moms admin …` (spec section 9), run as the built binary against a temp
+//! data folder.
+
+use std::path::Path;
+use std::process::{Command, Output};
+
+use serde_json::{Value, json};
+
+use crate::common::*;
+
+/// Runs `moms --data-dir DIR --json ARGS…`.
+fn moms(dir: &Path, args: &[&str]) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_moms"))
+        .arg("--data-dir")
+        .arg(dir)
+        .arg("--json")
+        .args(args)
+        .env("MOMS_LOG", "warn")
+        .output()
+        .expect("moms runs")
+}
+
+/// Runs a command that must succeed and print one JSON object.
+#[track_caller]
+fn moms_json(dir: &Path, args: &[&str]) -> Value {
+    let output = moms(dir, args);
+    assert!(
+        output.status.success(),
+        "moms {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    serde_json::from_slice(&output.stdout).unwrap_or_else(|e| {
+        panic!(
+            "moms {args:?} printed no JSON ({e}): {}",
+            String::from_utf8_lossy(&output.stdout)
+        )
+    })
+}
+
+/// `client create` with short code 21534; its JSON.
+fn create_client(dir: &Path) -> Value {
+    let created = moms_json(
+        dir,
+        &[
+            "admin",
+            "client",
+            "create",
+            "--name",
+            "X",
+            "--senders",
+            "21534",
+        ],
+    );
+    assert!(created["client_id"].as_i64().unwrap() > 0, "{created}");
+    assert_eq!(created["token"].as_str().unwrap().len(), 32, "{created}");
+    created
+}
+
+#[tokio::test]
+async fn campaign_create_prints_the_id_the_api_then_serves() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = create_client(dir.path());
+    let client_id = client["client_id"].to_string();
+    let created = moms_json(
+        dir.path(),
+        &[
+            "admin",
+            "campaign",
+            "create",
+            "--client",
+            &client_id,
+            "--name",
+            "From the CLI",
+            "--keyword",
+            "cli",
+            "--type",
+            "mms",
+            "--opt-in",
+            "single",
+        ],
+    );
+    let campaign_id = created["campaign_id"].as_i64().expect("a number");
+    assert_eq!(created, json!({"campaign_id": campaign_id}));
+
+    // The server on the same data folder knows the client and the campaign.
+    let config = test_config(dir.path());
+    let server = Server::start_in(dir, config).await;
+    let creds = Creds {
+        client_id: client_id.clone(),
+        token: client["token"].as_str().unwrap().to_string(),
+        callback_secret: client["callback_secret"].as_str().unwrap().to_string(),
+    };
+    let body = server
+        .call_json(
+            &creds,
+            "campaign.info",
+            &[("campaign_id", &campaign_id.to_string())],
+        )
+        .await;
+    let campaign = &body["response"]["campaign"];
+    assert_eq!(campaign["name"], "From the CLI", "{body}");
+    assert_eq!(campaign["type"], "mms");
+    assert_eq!(campaign["keyword"], "CLI");
+    assert_eq!(campaign["opt_in"], "single");
+    let body = server
+        .call_json(&creds, "keyword.check", &[("keyword", "cli")])
+        .await;
+    assert_eq!(body["response"]["available"], "false");
+}
+
+#[tokio::test]
+async fn campaign_create_refuses_a_bad_name_with_a_clear_message() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = create_client(dir.path());
+    let client_id = client["client_id"].to_string();
+    let long = "n".repeat(65);
+    for name in ["", long.as_str(), "tab\there"] {
+        let output = moms(
+            dir.path(),
+            &[
+                "admin", "campaign", "create", "--client", &client_id, "--name", name,
+            ],
+        );
+        assert!(!output.status.success(), "{name:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(
+            stderr.contains("\"name\" parameter is invalid") && stderr.contains("code 445"),
+            "{stderr}"
+        );
+        assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+    }
+    // A duplicate name is refused the same way.
+    moms_json(
+        dir.path(),
+        &[
+            "admin", "campaign", "create", "--client", &client_id, "--name", "once",
+        ],
+    );
+    let output = moms(
+        dir.path(),
+        &[
+            "admin", "campaign", "create", "--client", &client_id, "--name", "once",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("code 445"));
+}
+
+#[tokio::test]
+async fn campaign_create_refuses_bad_settings_and_unknown_clients() {
+    let dir = tempfile::tempdir().unwrap();
+    let client = create_client(dir.path());
+    let client_id = client["client_id"].to_string();
+    for (args, expected) in [
+        (&["--from", "21599"][..], "code 434"),
+        (&["--keyword", "stop"][..], "reserved"),
+        (&["--type", "fax"][..], "code 400"),
+    ] {
+        let mut all = vec![
+            "admin", "campaign", "create", "--client", &client_id, "--name", "n",
+        ];
+        all.extend_from_slice(args);
+        let output = moms(dir.path(), &all);
+        assert!(!output.status.success(), "{args:?} was accepted");
+        let stderr = String::from_utf8_lossy(&output.stderr);
+        assert!(stderr.contains(expected), "{args:?}: {stderr}");
+    }
+    let output = moms(
+        dir.path(),
+        &[
+            "admin", "campaign", "create", "--client", "424242", "--name", "n",
+        ],
+    );
+    assert!(!output.status.success());
+    assert!(String::from_utf8_lossy(&output.stderr).contains("no client 424242"));
+}
