@@ -45,10 +45,18 @@ fn fields(media: &Media, layout: Layout) -> Vec<(&'static str, String, bool)> {
 
 /// `<media>` with the layout's children.
 fn media_xml(media: &Media, layout: Layout) -> XmlNode {
-    XmlNode::new("media").children(fields(media, layout).into_iter().map(|(name, value, cdata)| {
-        let node = XmlNode::new(name);
-        if cdata { node.cdata(value) } else { node.text(value) }
-    }))
+    XmlNode::new("media").children(
+        fields(media, layout)
+            .into_iter()
+            .map(|(name, value, cdata)| {
+                let node = XmlNode::new(name);
+                if cdata {
+                    node.cdata(value)
+                } else {
+                    node.text(value)
+                }
+            }),
+    )
 }
 
 /// The same fields as a JSON object of strings.
@@ -99,12 +107,13 @@ pub async fn upload(ctx: &Ctx) -> Outcome {
             ));
         }
     };
-    let callback = match ctx.params.get("callback") {
-        None => None,
-        Some(url) => Some(check_url(&ctx.app.config, url).map_err(|detail| {
-            ApiError::detail(Code::BadRequest, format!("callback: {detail}"))
-        })?),
-    };
+    let callback =
+        match ctx.params.get("callback") {
+            None => None,
+            Some(url) => Some(check_url(&ctx.app.config, url).map_err(|detail| {
+                ApiError::detail(Code::BadRequest, format!("callback: {detail}"))
+            })?),
+        };
     let new = NewFile {
         client_id: Some(ctx.client.id),
         name,
@@ -112,7 +121,8 @@ pub async fn upload(ctx: &Ctx) -> Outcome {
         base_url: &ctx.public_url(),
     };
     let stored = store_source(ctx, new, source).await;
-    let reply = stored.map(|media| with_media("media correctly uploaded", &media, Layout::Uploaded));
+    let reply =
+        stored.map(|media| with_media("media correctly uploaded", &media, Layout::Uploaded));
     if let Some(url) = callback {
         let body = match &reply {
             Ok(reply) => reply.to_xml(),
@@ -156,19 +166,16 @@ async fn queue_callback(ctx: &Ctx, url: &str, body: String) -> Result<(), ApiErr
 pub async fn list(ctx: &Ctx) -> Outcome {
     let limit = ctx.params.limit()?;
     let media = ctx.app.store.list_media(ctx.client.id, limit).await?;
-    let xml = XmlNode::new("media_list")
-        .children(media.iter().map(|m| media_xml(m, Layout::Listed)));
-    let json = media.iter().map(|m| media_json(m, Layout::Listed)).collect();
+    let xml =
+        XmlNode::new("media_list").children(media.iter().map(|m| media_xml(m, Layout::Listed)));
+    let json = media
+        .iter()
+        .map(|m| media_json(m, Layout::Listed))
+        .collect();
     Ok(Reply::success("media list retrieved")
         .xml(xml)
         .json("media_list", Value::Array(json))
         .into())
-}
-
-/// `content_id`: 443 when absent, 460 when not a positive integer.
-fn content_id(ctx: &Ctx) -> Result<i64, ApiError> {
-    ctx.params
-        .require_id("content_id", Code::MissingParameter, Code::BadMedia)
 }
 
 fn no_such_media(id: i64) -> ApiError {
@@ -177,7 +184,10 @@ fn no_such_media(id: i64) -> ApiError {
 
 /// media.info (spec section 5.6).
 pub async fn info(ctx: &Ctx) -> Outcome {
-    let id = content_id(ctx)?;
+    // 443 when absent, 460 when not a positive integer.
+    let id = ctx
+        .params
+        .require_id("content_id", Code::MissingParameter, Code::BadMedia)?;
     let media = ctx
         .app
         .store
@@ -190,7 +200,10 @@ pub async fn info(ctx: &Ctx) -> Outcome {
 /// media.destroy and its alias media.remove (spec section 5.6): the smart
 /// URL stops working and the stored bytes are removed.
 pub async fn destroy(ctx: &Ctx) -> Outcome {
-    let id = content_id(ctx)?;
+    // 443 when absent, 460 when not a positive integer.
+    let id = ctx
+        .params
+        .require_id("content_id", Code::MissingParameter, Code::BadMedia)?;
     let media = ctx
         .app
         .store

@@ -126,7 +126,9 @@ fn parse_url(url: &str) -> Result<Url, String> {
 fn check_scheme(url: &Url) -> Result<(), String> {
     match url.scheme() {
         "http" | "https" => Ok(()),
-        other => Err(format!("{other}: URLs are not fetched, only http and https")),
+        other => Err(format!(
+            "{other}: URLs are not fetched, only http and https"
+        )),
     }
 }
 
@@ -260,7 +262,9 @@ pub async fn fetch_to_temp(app: &App, url: &str) -> Result<Upload, FetchError> {
         .config
         .tmp_dir()
         .join(format!("fetch-{}", crate::store::client::random_hex(12)));
-    let mut file = tokio::fs::File::create(&path).await.map_err(FetchError::Io)?;
+    let mut file = tokio::fs::File::create(&path)
+        .await
+        .map_err(FetchError::Io)?;
     // From here the Upload owns the path and removes it on every early return.
     let mut fetched = Upload {
         path,
@@ -379,10 +383,18 @@ mod tests {
         ] {
             assert!(check_destination(&strict, url).await.is_err(), "{url}");
         }
-        assert!(check_destination(&strict, "http://93.184.216.34/x").await.is_ok());
+        assert!(
+            check_destination(&strict, "http://93.184.216.34/x")
+                .await
+                .is_ok()
+        );
         let open = config(true);
         assert!(check_destination(&open, "http://127.0.0.1/x").await.is_ok());
-        assert!(check_destination(&open, "gopher://127.0.0.1/x").await.is_err());
+        assert!(
+            check_destination(&open, "gopher://127.0.0.1/x")
+                .await
+                .is_err()
+        );
     }
 
     #[test]

@@ -88,7 +88,10 @@ pub async fn smart_url(
         header::X_CONTENT_TYPE_OPTIONS,
         HeaderValue::from_static("nosniff"),
     );
-    out.insert(header::CACHE_CONTROL, HeaderValue::from_static(CACHE_CONTROL));
+    out.insert(
+        header::CACHE_CONTROL,
+        HeaderValue::from_static(CACHE_CONTROL),
+    );
     if status == StatusCode::PARTIAL_CONTENT {
         let content_range = format!("bytes {start}-{}/{size}", start + len - 1);
         out.insert(header::CONTENT_RANGE, header_value(&content_range));
@@ -130,7 +133,8 @@ async fn record_handset(app: &App, media: &Media, message_id: i64, headers: &Hea
 }
 
 fn header_value(value: &str) -> HeaderValue {
-    HeaderValue::from_str(value).unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
+    HeaderValue::from_str(value)
+        .unwrap_or_else(|_| HeaderValue::from_static("application/octet-stream"))
 }
 
 fn not_found() -> Response {
@@ -140,7 +144,10 @@ fn not_found() -> Response {
 fn unsatisfiable(size: u64) -> Response {
     let mut response = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
     let out = response.headers_mut();
-    out.insert(header::CONTENT_RANGE, header_value(&format!("bytes */{size}")));
+    out.insert(
+        header::CONTENT_RANGE,
+        header_value(&format!("bytes */{size}")),
+    );
     out.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
     response
 }
@@ -220,7 +227,10 @@ mod tests {
         assert_eq!(parse_range("bytes=90-", 100), Part { start: 90, end: 99 });
         assert_eq!(parse_range("bytes=-10", 100), Part { start: 90, end: 99 });
         assert_eq!(parse_range("bytes=-500", 100), Part { start: 0, end: 99 });
-        assert_eq!(parse_range("bytes=50-500", 100), Part { start: 50, end: 99 });
+        assert_eq!(
+            parse_range("bytes=50-500", 100),
+            Part { start: 50, end: 99 }
+        );
         assert_eq!(parse_range("bytes=100-", 100), Unsatisfiable);
         assert_eq!(parse_range("bytes=200-300", 100), Unsatisfiable);
         assert_eq!(parse_range("bytes=-0", 100), Unsatisfiable);

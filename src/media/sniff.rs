@@ -144,8 +144,8 @@ fn brand(brand: &[u8]) -> Option<Sniffed> {
         b"M4A " | b"M4B " | b"M4P " | b"F4A " => found(Kind::Audio, "audio/mp4"),
         [b'3', b'g', b'2', _] => found(Kind::Video, "video/3gpp2"),
         [b'3', b'g', _, _] => found(Kind::Video, "video/3gpp"),
-        b"isom" | b"iso2" | b"iso3" | b"iso4" | b"iso5" | b"iso6" | b"mp41" | b"mp42"
-        | b"avc1" | b"M4V " | b"M4VH" | b"M4VP" | b"MSNV" | b"mmp4" | b"dash" | b"F4V " => {
+        b"isom" | b"iso2" | b"iso3" | b"iso4" | b"iso5" | b"iso6" | b"mp41" | b"mp42" | b"avc1"
+        | b"M4V " | b"M4VH" | b"M4VP" | b"MSNV" | b"mmp4" | b"dash" | b"F4V " => {
             found(Kind::Video, "video/mp4")
         }
         _ => None,

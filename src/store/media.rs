@@ -188,7 +188,11 @@ impl Store {
 
     /// The recipient of transaction `message_id` when it carried media
     /// `media_id`: the phone that is fetching that media's smart URL.
-    pub async fn media_recipient(&self, message_id: i64, media_id: i64) -> sqlx::Result<Option<String>> {
+    pub async fn media_recipient(
+        &self,
+        message_id: i64,
+        media_id: i64,
+    ) -> sqlx::Result<Option<String>> {
         sqlx::query_scalar("SELECT recipient FROM transactions WHERE id = $1 AND content_id = $2")
             .bind(message_id)
             .bind(media_id)
