@@ -397,6 +397,24 @@ mod tests {
         );
     }
 
+    #[tokio::test]
+    async fn the_client_itself_refuses_names_that_resolve_privately() {
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let url = format!("http://localhost:{port}/");
+        let strict = http_client(&config(false)).unwrap();
+        let error = strict.get(&url).send().await.unwrap_err();
+        assert!(chain(&error).contains("private"), "{}", chain(&error));
+        // The same request with the guard off reaches the listener.
+        let open = http_client(&config(true)).unwrap();
+        let sent = tokio::spawn(async move { open.get(&url).send().await });
+        let accepted = tokio::time::timeout(Duration::from_secs(10), listener.accept()).await;
+        let (socket, _) = accepted.expect("the open client connects").unwrap();
+        drop(socket);
+        let _ = sent.await;
+    }
+
     #[test]
     fn last_segment_is_decoded_and_skips_trailing_slash() {
         let segment = |u: &str| last_segment(&Url::parse(u).unwrap());
