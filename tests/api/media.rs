@@ -202,6 +202,8 @@ async fn file_server() -> String {
             get(|| async { ([(header::CONTENT_TYPE, "text/plain")], png(8)) }),
         )
         .route("/big.png", get(|| async { png(100) }))
+        .route("/sounds/tone.wav", get(|| async { wav(50) }))
+        .route("/notes.txt", get(|| async { "just text\n" }))
         .route(
             "/hop",
             get(|| async { Redirect::temporary("/pics/cat.png") }),
@@ -540,6 +542,42 @@ async fn upload_from_a_url_that_fails_is_460() {
         ];
         assert_code(&upload(&server, &creds, &fields, None).await, 460);
     }
+}
+
+#[tokio::test]
+async fn content_urls_are_stored_with_the_type_their_bytes_show() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let client_id: i64 = creds.client_id.parse().unwrap();
+    let files = file_server().await;
+    let app = &server.app;
+    let url = format!("{files}/sounds/tone.wav");
+    let media = moms::media::store_from_url(app, client_id, &url, "http://public.example")
+        .await
+        .expect("stored");
+    assert_eq!(
+        (media.kind.as_str(), media.mime.as_str()),
+        ("audio", "audio/wav")
+    );
+    assert_eq!(media.name, "tone.wav");
+    assert_eq!(media.filename, format!("{}-tone.wav", media.id));
+    assert_eq!(media.client_id, Some(client_id));
+    assert!(media.smart_url().starts_with("http://public.example/oc/"));
+    let info = server
+        .call(
+            &creds,
+            "media.info",
+            &[("content_id", &media.id.to_string())],
+        )
+        .await;
+    assert_code(&info, 1);
+
+    let code = |url: String| async move {
+        let result = moms::media::store_from_url(app, client_id, &url, "http://x").await;
+        result.expect_err("refused").code.number()
+    };
+    assert_eq!(code(format!("{files}/notes.txt")).await, 462);
+    assert_eq!(code(format!("{files}/missing.wav")).await, 460);
 }
 
 #[tokio::test]
@@ -935,4 +973,34 @@ async fn smart_url_is_built_on_the_configured_public_url() {
     let (status, _, bytes) = fetch(&server, &format!("{}/oc/{token}", server.base), &[]).await;
     assert_eq!(status, 200);
     assert_eq!(bytes, gif());
+}
+
+#[tokio::test]
+async fn a_failing_store_is_500() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let id = uploaded(&server, &creds, "image", "f.gif", gif()).await;
+    server
+        .app
+        .store
+        .faults
+        .store(true, std::sync::atomic::Ordering::Relaxed);
+    for format in ["xml", "json"] {
+        let resp = server
+            .call(
+                &creds,
+                "media.info",
+                &[("content_id", &id), ("format", format)],
+            )
+            .await;
+        assert_code(&resp, 500);
+        assert_eq!(resp.status, 500);
+        let fields = [("type", "image"), ("name", "x"), ("format", format)];
+        let resp = upload(&server, &creds, &fields, Some(("x.gif", gif()))).await;
+        assert_code(&resp, 500);
+    }
+    let tmp_left = std::fs::read_dir(server.app.config.tmp_dir())
+        .unwrap()
+        .count();
+    assert_eq!(tmp_left, 0, "a failed store leaves no temp file");
 }
