@@ -208,10 +208,10 @@ async fn route(
     match command {
         Command::StopAll => {
             let mut campaigns = store.shortcode_campaigns(code).await?;
-            if let Some(talking) = store.conversation_campaign(code, number).await? {
-                if !campaigns.iter().any(|c| c.id == talking.id) {
-                    campaigns.insert(0, talking);
-                }
+            if let Some(talking) = store.conversation_campaign(code, number).await?
+                && !campaigns.iter().any(|c| c.id == talking.id)
+            {
+                campaigns.insert(0, talking);
             }
             Ok(campaigns)
         }
@@ -220,10 +220,10 @@ async fn route(
             // user is talking to. With neither, a short code that only one
             // campaign uses can only mean that one: an opt-out must not be
             // dropped for want of a conversation.
-            if let Some(keyword) = first_two.get(1) {
-                if let Some(campaign) = store.keyword_campaign(code, keyword).await? {
-                    return Ok(vec![campaign]);
-                }
+            if let Some(keyword) = first_two.get(1)
+                && let Some(campaign) = store.keyword_campaign(code, keyword).await?
+            {
+                return Ok(vec![campaign]);
             }
             if let Some(campaign) = store.conversation_campaign(code, number).await? {
                 return Ok(vec![campaign]);
@@ -235,10 +235,10 @@ async fn route(
             Ok(Vec::new())
         }
         Command::Message => {
-            if let Some(keyword) = first_two.first().filter(|k| !k.is_empty()) {
-                if let Some(campaign) = store.keyword_campaign(code, keyword).await? {
-                    return Ok(vec![campaign]);
-                }
+            if let Some(keyword) = first_two.first().filter(|k| !k.is_empty())
+                && let Some(campaign) = store.keyword_campaign(code, keyword).await?
+            {
+                return Ok(vec![campaign]);
             }
             Ok(store
                 .conversation_campaign(code, number)
