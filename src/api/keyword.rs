@@ -62,7 +62,7 @@ pub async fn check(ctx: &Ctx) -> Outcome {
         && ctx
             .app
             .store
-            .keyword_campaign(&shortcode, keyword.as_str())
+            .keyword_holder(&shortcode, keyword.as_str())
             .await?
             .is_none();
     let message = if available {

@@ -63,8 +63,8 @@ impl Store {
             .collect()
     }
 
-    /// The campaign a keyword routes to on a short code, if any.
-    pub async fn keyword_campaign(
+    /// The id of the campaign holding a keyword on a short code, if any.
+    pub async fn keyword_holder(
         &self,
         shortcode: &str,
         keyword: &str,

@@ -174,3 +174,89 @@ async fn campaign_create_refuses_bad_settings_and_unknown_clients() {
     assert!(!output.status.success());
     assert!(String::from_utf8_lossy(&output.stderr).contains("no client 424242"));
 }
+
+#[tokio::test]
+async fn admin_mo_injects_a_stop_through_the_sandbox() {
+    let dir = tempfile::tempdir().unwrap();
+    let created = moms_json(
+        dir.path(),
+        &[
+            "admin",
+            "client",
+            "create",
+            "--name",
+            "Acme",
+            "--senders",
+            "21534",
+        ],
+    );
+    let client_id = created["client_id"].as_i64().expect("client_id");
+
+    // Nothing uses the short code yet: stored, unrouted.
+    let received = moms_json(
+        dir.path(),
+        &[
+            "admin",
+            "mo",
+            "--from",
+            "3105550123",
+            "--to",
+            "21534",
+            "--text",
+            "STOP",
+        ],
+    );
+    assert_eq!(received["event"], "unrouted", "{received}");
+    assert!(received["inbound_id"].as_i64().is_some(), "{received}");
+
+    let campaign = moms_json(
+        dir.path(),
+        &[
+            "admin",
+            "campaign",
+            "create",
+            "--client",
+            &client_id.to_string(),
+            "--name",
+            "Acme alerts",
+            "--from",
+            "21534",
+            "--keyword",
+            "ACME",
+            "--stop-message",
+            "Acme: unsubscribed",
+        ],
+    );
+    let campaign_id = campaign["campaign_id"].as_i64().unwrap();
+
+    let received = moms_json(
+        dir.path(),
+        &[
+            "admin",
+            "mo",
+            "--from",
+            "3105550123",
+            "--to",
+            "21534",
+            "--text",
+            "STOP",
+        ],
+    );
+    assert_eq!(received["event"], "stop", "{received}");
+    assert_eq!(received["campaign_id"], campaign_id, "{received}");
+    assert!(
+        received["reply_message_id"].as_i64().is_some(),
+        "{received}"
+    );
+    let store = moms::store::Store::open(&test_config(dir.path()))
+        .await
+        .unwrap();
+    let status: i64 = sqlx::query_scalar(
+        "SELECT status FROM opt_status WHERE number = '13105550123' AND campaign_id = $1",
+    )
+    .bind(campaign_id)
+    .fetch_one(&store.pool)
+    .await
+    .unwrap();
+    assert_eq!(status, -2);
+}
