@@ -244,11 +244,11 @@ impl Store {
                     continue;
                 }
             }
-            if let Some((campaign_id, code)) = &send.promo {
-                if !use_promo(&mut tx, *campaign_id, code).await? {
-                    answers.push(Err(Rejected::PromoExhausted));
-                    continue;
-                }
+            if let Some((campaign_id, code)) = &send.promo
+                && !use_promo(&mut tx, *campaign_id, code).await?
+            {
+                answers.push(Err(Rejected::PromoExhausted));
+                continue;
             }
             let accepted = Accepted {
                 message_id: next_id,
