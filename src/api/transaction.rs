@@ -12,6 +12,7 @@
 use std::sync::Arc;
 
 use serde_json::{Map, Value};
+use subtle::ConstantTimeEq;
 
 use super::envelope::{Reply, XmlNode, js};
 use super::error::{ApiError, Code, UserInfo};
@@ -75,6 +76,21 @@ pub struct AddressOk {
 /// 439 → 443 → 432 → 433/434 → 437/438 → 460 → 440 → 607 (then 400 for a
 /// malformed `request_id` or `callback`).
 pub async fn compose(ctx: &Ctx, campaign_id: i64) -> Result<Composed, ApiError> {
+    compose_with(ctx, campaign_id, true).await
+}
+
+/// Like [`compose`], but leaves `callback` alone (empty in the result):
+/// for `list.send`, whose `callback` reports the blast, not each message,
+/// and may be an e-mail address (spec section 6.3).
+pub async fn compose_without_callback(ctx: &Ctx, campaign_id: i64) -> Result<Composed, ApiError> {
+    compose_with(ctx, campaign_id, false).await
+}
+
+async fn compose_with(
+    ctx: &Ctx,
+    campaign_id: i64,
+    with_callback: bool,
+) -> Result<Composed, ApiError> {
     let params = &ctx.params;
     let text = params.get("message").unwrap_or("");
     let media_given = params.get("content_id").is_some() || params.get("content_url").is_some();
@@ -97,7 +113,11 @@ pub async fn compose(ctx: &Ctx, campaign_id: i64) -> Result<Composed, ApiError> 
     if kind == "sms" {
         check_length(text)?;
     }
-    let callback = callback(params.get("callback"))?;
+    let callback = if with_callback {
+        callback(params.get("callback"))?
+    } else {
+        String::new()
+    };
     if params
         .get("request_id")
         .is_some_and(|r| r.chars().count() > MAX_REQUEST_ID)
@@ -413,6 +433,8 @@ pub fn opt_in_prompt(
         // Past the 64 characters a client may use, so it never meets one of theirs.
         request_id: request_id.map(|r| format!("{r}\u{1}{}", "opt-in prompt".repeat(5))),
         held: false,
+        // A prompt is not one of a blast's messages.
+        blast_id: None,
         promo: None,
         opt_in: None,
         ..held.clone()
@@ -507,7 +529,9 @@ pub async fn lookup(ctx: &Ctx) -> Outcome {
         .store
         .transaction(id)
         .await?
-        .filter(|t| t.client_id == ctx.client.id && t.hash == hash)
+        .filter(|t| {
+            t.client_id == ctx.client.id && bool::from(t.hash.as_bytes().ct_eq(hash.as_bytes()))
+        })
         .ok_or_else(not_found)?;
     let history = ctx.app.store.history(id).await?;
     let content_id = transaction
@@ -555,4 +579,42 @@ fn timestamp(app: &App, at_ms: i64) -> String {
         .with_timezone(&app.time_zone)
         .format("%Y-%m-%d %H:%M:%S %z")
         .to_string()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn opt_in_policies() {
+        assert_eq!(opt_in_effect("none", None), OptIn::None);
+        assert_eq!(opt_in_effect("single", None), OptIn::Single);
+        assert_eq!(opt_in_effect("single", Some(OPTED_IN)), OptIn::None);
+        assert_eq!(opt_in_effect("double", None), OptIn::Hold { prompt: true });
+        assert_eq!(
+            opt_in_effect("double", Some(GREY)),
+            OptIn::Hold { prompt: false }
+        );
+        assert_eq!(opt_in_effect("double", Some(OPTED_IN)), OptIn::None);
+    }
+
+    #[test]
+    fn callbacks_are_http_urls() {
+        assert_eq!(callback(None).unwrap(), "");
+        assert!(callback(Some("https://example.com/cb?a=1")).is_ok());
+        assert!(callback(Some("http://10.0.0.1:8080/")).is_ok());
+        for bad in ["example.com/cb", "mailto:a@b.c", "ftp://x/y", "http://"] {
+            assert_eq!(
+                callback(Some(bad)).unwrap_err().code,
+                Code::BadRequest,
+                "{bad}"
+            );
+        }
+    }
+
+    #[test]
+    fn only_short_codes_hold_conversations() {
+        assert_eq!(conversation("21534").as_deref(), Some("21534"));
+        assert_eq!(conversation("13105550100"), None);
+    }
 }

@@ -1374,3 +1374,79 @@ async fn store_failure_is_500() {
     assert_code(&resp, 500);
     assert_eq!(resp.status, 500);
 }
+
+#[tokio::test]
+async fn run_once_steps_the_worker_without_a_server() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = test_config(dir.path());
+    config.sandbox.receipt_millis = 0;
+    let app = moms::app::App::open(config).await.unwrap();
+    let client = app
+        .store
+        .create_client("Stepper", &["21534".to_string()], &[])
+        .await
+        .unwrap();
+    let campaign = app
+        .store
+        .create_campaign(
+            &Campaign {
+                id: 0,
+                client_id: client.client_id,
+                name: "Steps".into(),
+                kind: "sms".into(),
+                sender: "21534".into(),
+                keyword: String::new(),
+                callback_url: String::new(),
+                callback_format: "xml".into(),
+                opt_in: "none".into(),
+                require_names: false,
+                help_message: String::new(),
+                stop_message: String::new(),
+                destroyed: false,
+            },
+            None,
+        )
+        .await
+        .unwrap();
+    let accepted = app
+        .sends
+        .accept(NewTransaction {
+            client_id: client.client_id,
+            campaign_id: campaign,
+            sender: "21534".into(),
+            recipient: "13108675309".into(),
+            kind: "sms",
+            body: "step".into(),
+            carrier_id: Some(1),
+            expires_ms: i64::MAX / 2,
+            ..NewTransaction::default()
+        })
+        .await
+        .unwrap();
+    let status = || async {
+        app.store
+            .transaction(accepted.message_id)
+            .await
+            .unwrap()
+            .unwrap()
+            .status
+    };
+    assert_eq!(status().await, "QUEUED");
+    assert_eq!(moms::delivery::run_once(&app).await.unwrap(), 1);
+    assert_eq!(status().await, "SENT");
+    assert_eq!(moms::delivery::run_once(&app).await.unwrap(), 1);
+    assert_eq!(status().await, "COMPLETE");
+    assert_eq!(moms::delivery::run_once(&app).await.unwrap(), 0);
+    assert_eq!(
+        count_in(&app, "SELECT COUNT(*) FROM deliveries").await,
+        0,
+        "a finished transaction leaves no delivery work"
+    );
+}
+
+async fn count_in(app: &moms::app::App, sql: &'static str) -> i64 {
+    sqlx::query_scalar(sql)
+        .fetch_one(&app.store.pool)
+        .await
+        .unwrap()
+}
