@@ -9,7 +9,7 @@
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
 use super::webhook::{NewWebhook, enqueue_webhook};
-use super::{Store, now, now_ms};
+use super::{Store, now_ms};
 
 /// A claimed delivery with what the worker needs of its transaction.
 #[derive(Debug, Clone)]
@@ -168,35 +168,10 @@ impl Store {
     /// Queues the messages held for a number's double opt-in of a campaign
     /// (the number answered Y). Returns how many; the caller wakes the worker.
     pub async fn release_held(&self, number: &str, campaign_id: i64) -> sqlx::Result<u64> {
-        let now_ms = now_ms();
         let mut tx = self.pool.begin().await?;
-        let ids: Vec<i64> = sqlx::query_scalar(
-            "UPDATE deliveries SET stage = 'submit', due_ms = $1
-             WHERE stage = 'held' AND transaction_id IN (
-                 SELECT id FROM transactions WHERE recipient = $2 AND campaign_id = $3 AND status = 'HELD')
-             RETURNING transaction_id",
-        )
-        .bind(now_ms)
-        .bind(number)
-        .bind(campaign_id)
-        .fetch_all(&mut *tx)
-        .await?;
-        for id in &ids {
-            sqlx::query("UPDATE transactions SET status = 'QUEUED', updated_at = $1 WHERE id = $2")
-                .bind(now())
-                .bind(id)
-                .execute(&mut *tx)
-                .await?;
-            sqlx::query(
-                "INSERT INTO history (transaction_id, at_ms, event) VALUES ($1, $2, 'Transaction Queued')",
-            )
-            .bind(id)
-            .bind(now_ms)
-            .execute(&mut *tx)
-            .await?;
-        }
+        let released = super::user::release_held(&mut tx, number, campaign_id).await?;
         tx.commit().await?;
-        Ok(ids.len() as u64)
+        Ok(released)
     }
 }
 
