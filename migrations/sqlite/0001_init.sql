@@ -76,6 +76,8 @@ CREATE TABLE transactions (
     updated_at   INTEGER NOT NULL
 );
 CREATE INDEX transactions_recipient ON transactions(recipient, created_at);
+-- A blast's transactions, counted to learn when it has ended.
+CREATE INDEX transactions_blast ON transactions(blast_id, status) WHERE blast_id IS NOT NULL;
 
 CREATE TABLE history (
     transaction_id INTEGER NOT NULL,
@@ -161,6 +163,8 @@ CREATE TABLE lists (
     destroyed_at INTEGER
 );
 CREATE INDEX lists_client ON lists(client_id);
+-- Names are unique per client among live lists (spec section 5.5).
+CREATE UNIQUE INDEX lists_live_name ON lists(client_id, name) WHERE destroyed_at IS NULL;
 
 CREATE TABLE list_members (
     list_id    INTEGER NOT NULL,
