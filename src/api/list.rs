@@ -37,7 +37,13 @@ pub async fn list(ctx: &Ctx) -> Outcome {
     }));
     let json = lists
         .iter()
-        .map(|l| object([("id", js(l.id)), ("name", js(&l.name)), ("type", js(&l.kind))]))
+        .map(|l| {
+            object([
+                ("id", js(l.id)),
+                ("name", js(&l.name)),
+                ("type", js(&l.kind)),
+            ])
+        })
         .collect();
     Ok(Reply::success("lists retrieved")
         .xml(xml)
@@ -103,10 +109,10 @@ pub async fn append(ctx: &Ctx) -> Outcome {
         .ok_or_else(no_such_list)?;
     let duplicate = repeated + unique.len() as u64 - created;
     Ok(statistics([
-            ("created", created),
-            ("duplicate", duplicate),
-            ("rejected", numbers.rejected),
-        ]))
+        ("created", created),
+        ("duplicate", duplicate),
+        ("rejected", numbers.rejected),
+    ]))
 }
 
 /// list.prune (5.5): removes numbers; counts deleted, not_found and rejected.
@@ -124,10 +130,10 @@ pub async fn prune(ctx: &Ctx) -> Outcome {
     // A number given twice is deleted once and not found the second time.
     let not_found = numbers.valid.len() as u64 - deleted;
     Ok(statistics([
-            ("deleted", deleted),
-            ("not_found", not_found),
-            ("rejected", numbers.rejected),
-        ]))
+        ("deleted", deleted),
+        ("not_found", not_found),
+        ("rejected", numbers.rejected),
+    ]))
 }
 
 /// list.empty (5.5): removes every member; `name` must be the list's.
@@ -328,10 +334,7 @@ fn pieces(raw: &str) -> impl Iterator<Item = &str> {
 
 /// One piece is one number (`(310) 867-5309` has spaces in it), unless it
 /// does not parse whole and its space-separated words do: then those.
-fn parse_piece(
-    piece: &str,
-    region: rlibphonenumber::enums::Region,
-) -> Vec<Option<PhoneNumber>> {
+fn parse_piece(piece: &str, region: rlibphonenumber::enums::Region) -> Vec<Option<PhoneNumber>> {
     if let Ok(number) = PhoneNumber::parse(piece, region) {
         return vec![Some(number)];
     }
@@ -363,8 +366,8 @@ fn distinct(numbers: &[String]) -> (Vec<String>, u64) {
 
 /// `<statistics>` with plain-text counts; JSON `"statistics":{..}`.
 fn statistics(counts: [(&'static str, u64); 3]) -> Answer {
-    let xml = XmlNode::new("statistics")
-        .children(counts.iter().map(|(k, v)| XmlNode::new(k).text(v)));
+    let xml =
+        XmlNode::new("statistics").children(counts.iter().map(|(k, v)| XmlNode::new(k).text(v)));
     let json = object(counts.map(|(k, v)| (k, js(v))));
     Reply::success("request processed")
         .xml(xml)
