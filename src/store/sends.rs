@@ -200,6 +200,18 @@ impl Store {
             .map_err(|_| Rejected::Store("no answer".into()))?
     }
 
+    /// The answer already given to this client's `request_id` within 24
+    /// hours, if any: a retry is answered with it before anything else is checked.
+    pub async fn request_answer(
+        &self,
+        client_id: i64,
+        request_id: &str,
+    ) -> sqlx::Result<Option<Accepted>> {
+        self.check_faults()?;
+        let mut conn = self.pool.acquire().await?;
+        earlier_request(&mut conn, client_id, request_id, now()).await
+    }
+
     pub async fn max_transaction_id(&self) -> sqlx::Result<i64> {
         sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM transactions")
             .fetch_one(&self.pool)
@@ -232,11 +244,11 @@ impl Store {
                     continue;
                 }
             }
-            if let Some((campaign_id, code)) = &send.promo {
-                if !use_promo(&mut tx, *campaign_id, code).await? {
-                    answers.push(Err(Rejected::PromoExhausted));
-                    continue;
-                }
+            if let Some((campaign_id, code)) = &send.promo
+                && !use_promo(&mut tx, *campaign_id, code).await?
+            {
+                answers.push(Err(Rejected::PromoExhausted));
+                continue;
             }
             let accepted = Accepted {
                 message_id: next_id,
