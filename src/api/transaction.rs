@@ -75,6 +75,16 @@ pub struct AddressOk {
 /// 439 → 443 → 432 → 433/434 → 437/438 → 460 → 440 → 607 (then 400 for a
 /// malformed `request_id` or `callback`).
 pub async fn compose(ctx: &Ctx, campaign_id: i64) -> Result<Composed, ApiError> {
+    compose_with(ctx, campaign_id, false).await
+}
+
+/// [`compose`]; with `email_callback`, `callback` may also be an e-mail
+/// address (list.send, spec section 5.5).
+pub async fn compose_with(
+    ctx: &Ctx,
+    campaign_id: i64,
+    email_callback: bool,
+) -> Result<Composed, ApiError> {
     let params = &ctx.params;
     let text = params.get("message").unwrap_or("");
     let media_given = params.get("content_id").is_some() || params.get("content_url").is_some();
@@ -97,7 +107,10 @@ pub async fn compose(ctx: &Ctx, campaign_id: i64) -> Result<Composed, ApiError> 
     if kind == "sms" {
         check_length(text)?;
     }
-    let callback = callback(params.get("callback"))?;
+    let callback = match params.get("callback") {
+        Some(raw) if email_callback && super::blast::is_email_address(raw) => raw.to_string(),
+        raw => callback(raw)?,
+    };
     if params
         .get("request_id")
         .is_some_and(|r| r.chars().count() > MAX_REQUEST_ID)
