@@ -76,8 +76,6 @@ CREATE TABLE transactions (
     updated_at   INTEGER NOT NULL
 );
 CREATE INDEX transactions_recipient ON transactions(recipient, created_at);
--- A blast's transactions, counted to learn when it has ended.
-CREATE INDEX transactions_blast ON transactions(blast_id, status) WHERE blast_id IS NOT NULL;
 
 CREATE TABLE history (
     transaction_id INTEGER NOT NULL,

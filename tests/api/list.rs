@@ -556,3 +556,373 @@ async fn download_as_csv_streams_every_member() {
     );
     assert_code(&resp, 444);
 }
+
+// ---------------------------------------------------------------------------
+// list.send: blasts.
+
+/// A campaign of this client sending from short code 21534.
+async fn campaign(server: &Server, creds: &Creds) -> String {
+    let campaign = moms::store::campaign::Campaign {
+        id: 0,
+        client_id: creds.client_id.parse().unwrap(),
+        name: "Blasts".into(),
+        kind: "sms".into(),
+        sender: "21534".into(),
+        keyword: String::new(),
+        callback_url: String::new(),
+        callback_format: "xml".into(),
+        opt_in: "none".into(),
+        require_names: false,
+        help_message: String::new(),
+        stop_message: String::new(),
+        destroyed: false,
+    };
+    let id = server
+        .app
+        .store
+        .create_campaign(&campaign, None)
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+async fn opt_out(server: &Server, number: &str, campaign_id: &str) {
+    sqlx::query(
+        "INSERT INTO opt_status (number, campaign_id, status, source, updated_at) VALUES ($1, $2, -2, 'api', 0)",
+    )
+    .bind(number)
+    .bind(campaign_id.parse::<i64>().unwrap())
+    .execute(&server.app.store.pool)
+    .await
+    .unwrap();
+}
+
+/// (message_id, hash, recipient) of a blast's transactions, by recipient.
+async fn blast_transactions(server: &Server, list_id: &str) -> Vec<(String, String, String)> {
+    let rows: Vec<(i64, String, String)> = sqlx::query_as(
+        "SELECT t.id, t.hash, t.recipient FROM transactions t JOIN blasts b ON b.id = t.blast_id
+         WHERE b.list_id = $1 ORDER BY t.recipient",
+    )
+    .bind(list_id.parse::<i64>().unwrap())
+    .fetch_all(&server.app.store.pool)
+    .await
+    .unwrap();
+    rows.into_iter()
+        .map(|(id, hash, to)| (id.to_string(), hash, to))
+        .collect()
+}
+
+/// Polls transaction.lookup until the transaction ends; returns its status.
+async fn final_status(server: &Server, creds: &Creds, message_id: &str, hash: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let resp = server
+            .call(
+                creds,
+                "transaction.lookup",
+                &[("message_id", message_id), ("hash", hash)],
+            )
+            .await;
+        assert_code(&resp, 1);
+        let status = resp.xml().cdata_of("status").to_string();
+        if status == "COMPLETE" || status == "FAILED" {
+            return status;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "{message_id} still {status}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn send_makes_one_transaction_per_member_and_skips_opted_out_ones() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let campaign_id = campaign(&server, &creds).await;
+    let list_id = create_list(&server, &creds, "blast").await;
+    append(
+        &server,
+        &creds,
+        &list_id,
+        "3108675309,3108675310,3108675311,3108675312",
+    )
+    .await;
+    opt_out(&server, "13108675312", &campaign_id).await;
+    let receiver = Receiver::start().await;
+
+    let resp = server
+        .call(
+            &creds,
+            "list.send",
+            &[
+                ("list_id", &list_id),
+                ("campaign_id", &campaign_id),
+                ("message", "Spring sale today"),
+                ("callback", &format!("{}/blast", receiver.base)),
+            ],
+        )
+        .await;
+    assert_code(&resp, 1);
+    assert_eq!(
+        resp.body,
+        r#"<?xml version="1.0" encoding="UTF-8"?><response status="success" code="1"><message><![CDATA[queued]]></message></response>"#
+    );
+
+    let got = receiver.wait_for(1).await;
+    assert_eq!(got[0].path, "/blast");
+    assert_eq!(got[0].headers["content-type"], "application/xml");
+    assert_eq!(
+        got[0].body,
+        format!(
+            r#"<?xml version="1.0" encoding="UTF-8"?><response status="success" code="1"><message><![CDATA[list send complete]]></message><list_id>{list_id}</list_id><total>4</total><sent>3</sent><skipped>1</skipped><failed>0</failed></response>"#
+        )
+    );
+
+    // Three transactions, all delivered; none for the opted-out member.
+    let sent = blast_transactions(&server, &list_id).await;
+    let recipients: Vec<&str> = sent.iter().map(|(_, _, to)| to.as_str()).collect();
+    assert_eq!(recipients, ["13108675309", "13108675310", "13108675311"]);
+    for (message_id, hash, _) in &sent {
+        assert_eq!(
+            final_status(&server, &creds, message_id, hash).await,
+            "COMPLETE"
+        );
+    }
+
+    let json = server
+        .call_json(&creds, "list.info", &[("list_id", &list_id)])
+        .await;
+    assert!(is_rfc3339_utc(
+        json["response"]["list"]["last_used"].as_str().unwrap()
+    ));
+}
+
+#[tokio::test]
+async fn send_counts_failed_members_and_keeps_an_email_callback() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let campaign_id = campaign(&server, &creds).await;
+    let list_id = create_list(&server, &creds, "mixed").await;
+    // Delivered; failed by the carrier (600); refused at once, no carrier (603).
+    append(
+        &server,
+        &creds,
+        &list_id,
+        "3108675309,3105550600,3105550603",
+    )
+    .await;
+
+    let json = server
+        .call_json(
+            &creds,
+            "list.send",
+            &[
+                ("list_id", &list_id),
+                ("campaign_id", &campaign_id),
+                ("message", "Hello"),
+                ("callback", "ops@example.com"),
+            ],
+        )
+        .await;
+    assert_eq!(
+        json,
+        json!({"response": {"code": "1", "status": "success", "message": "queued"}})
+    );
+
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let blast = loop {
+        let row: (String, String, i64, i64, i64, i64) = sqlx::query_as(
+            "SELECT state, callback, total, sent, skipped, failed FROM blasts WHERE list_id = $1",
+        )
+        .bind(list_id.parse::<i64>().unwrap())
+        .fetch_one(&server.app.store.pool)
+        .await
+        .unwrap();
+        if row.0 == "done" {
+            break row;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "blast still {}",
+            row.0
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    };
+    assert_eq!(
+        blast,
+        (
+            "done".to_string(),
+            "ops@example.com".to_string(),
+            3,
+            1,
+            1,
+            1
+        )
+    );
+    // An e-mail summary is no callback POST.
+    let hooks: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
+        .fetch_one(&server.app.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(hooks, 0);
+    let sent = blast_transactions(&server, &list_id).await;
+    assert_eq!(sent.len(), 2);
+    assert_eq!(
+        final_status(&server, &creds, &sent[0].0, &sent[0].1).await,
+        "FAILED"
+    );
+}
+
+#[tokio::test]
+async fn send_to_an_empty_list_ends_at_once() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let campaign_id = campaign(&server, &creds).await;
+    let list_id = create_list(&server, &creds, "nobody").await;
+    let receiver = Receiver::start().await;
+    let resp = server
+        .call(
+            &creds,
+            "list.send",
+            &[
+                ("list_id", &list_id),
+                ("campaign_id", &campaign_id),
+                ("message", "Anyone?"),
+                ("callback", &format!("{}/empty", receiver.base)),
+            ],
+        )
+        .await;
+    assert_code(&resp, 1);
+    let got = receiver.wait_for(1).await;
+    assert!(
+        got[0].body.ends_with(&format!(
+            "<list_id>{list_id}</list_id><total>0</total><sent>0</sent><skipped>0</skipped><failed>0</failed></response>"
+        )),
+        "{}",
+        got[0].body
+    );
+}
+
+#[tokio::test]
+async fn send_checks_campaign_then_list_then_the_message() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let campaign_id = campaign(&server, &creds).await;
+    let list_id = create_list(&server, &creds, "checks").await;
+    let other = server.client().await;
+    let theirs = create_list(&server, &other, "theirs").await;
+    let cases: Vec<(u16, Vec<(&str, &str)>)> = vec![
+        (430, vec![("list_id", "x")]),
+        (431, vec![("campaign_id", "x")]),
+        (443, vec![("campaign_id", &campaign_id)]),
+        (444, vec![("campaign_id", &campaign_id), ("list_id", "0")]),
+        (
+            444,
+            vec![("campaign_id", &campaign_id), ("list_id", &theirs)],
+        ),
+        (439, vec![("campaign_id", "99999"), ("list_id", &list_id)]),
+        (
+            432,
+            vec![
+                ("campaign_id", "99999"),
+                ("list_id", &list_id),
+                ("message", "hi"),
+            ],
+        ),
+        (
+            400,
+            vec![
+                ("campaign_id", &campaign_id),
+                ("list_id", &list_id),
+                ("message", "hi"),
+                ("callback", "not a url"),
+            ],
+        ),
+    ];
+    for (code, params) in &cases {
+        let resp = server.call(&creds, "list.send", params).await;
+        assert_code(&resp, *code);
+        let mut params = params.clone();
+        params.push(("format", "json"));
+        let json = server.call(&creds, "list.send", &params).await.json();
+        assert_eq!(json["response"]["code"], code.to_string(), "{params:?}");
+    }
+    // Nothing was queued, and the list was never used.
+    let blasts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blasts")
+        .fetch_one(&server.app.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(blasts, 0);
+    let json = server
+        .call_json(&creds, "list.info", &[("list_id", &list_id)])
+        .await;
+    assert_eq!(json["response"]["list"]["last_used"], "");
+}
+
+/// Waits until the list's blast is done; returns (total, queued, sent, skipped, failed).
+async fn blast_done(server: &Server, list_id: &str) -> (i64, i64, i64, i64, i64) {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    loop {
+        let (state, total, queued, sent, skipped, failed): (String, i64, i64, i64, i64, i64) =
+            sqlx::query_as(
+                "SELECT state, total, queued, sent, skipped, failed FROM blasts WHERE list_id = $1",
+            )
+            .bind(list_id.parse::<i64>().unwrap())
+            .fetch_one(&server.app.store.pool)
+            .await
+            .unwrap();
+        if state == "done" {
+            return (total, queued, sent, skipped, failed);
+        }
+        assert!(std::time::Instant::now() < deadline, "blast still {state}");
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
+#[tokio::test]
+async fn send_pages_through_a_large_list_and_a_replayed_page_sends_nothing_twice() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let campaign_id = campaign(&server, &creds).await;
+    let list_id = create_list(&server, &creds, "large").await;
+    let numbers: Vec<String> = (0..1_200)
+        .map(|i| format!("1212{:07}", 2_000_000 + i))
+        .collect();
+    assert_code(
+        &append(&server, &creds, &list_id, &numbers.join(",")).await,
+        1,
+    );
+    let resp = server
+        .call(
+            &creds,
+            "list.send",
+            &[
+                ("list_id", &list_id),
+                ("campaign_id", &campaign_id),
+                ("message", "Big news"),
+            ],
+        )
+        .await;
+    assert_code(&resp, 1);
+    assert_eq!(
+        blast_done(&server, &list_id).await,
+        (1200, 1200, 1200, 0, 0)
+    );
+    assert_eq!(blast_transactions(&server, &list_id).await.len(), 1200);
+
+    // As after a crash between a page's commit and its cursor's: the pages
+    // are taken again, and every member's transaction is found, not made anew.
+    sqlx::query("UPDATE blasts SET state = 'queueing', cursor = '', queued = 0 WHERE list_id = $1")
+        .bind(list_id.parse::<i64>().unwrap())
+        .execute(&server.app.store.pool)
+        .await
+        .unwrap();
+    server.app.blast_wake.notify_one();
+    assert_eq!(
+        blast_done(&server, &list_id).await,
+        (1200, 1200, 1200, 0, 0)
+    );
+    assert_eq!(blast_transactions(&server, &list_id).await.len(), 1200);
+}
