@@ -188,6 +188,8 @@ CREATE TABLE blasts (
     state       TEXT NOT NULL DEFAULT 'queueing', -- queueing | sending | done
     created_at  INTEGER NOT NULL
 );
+-- The blast worker looks at unfinished blasts only.
+CREATE INDEX blasts_active ON blasts(id) WHERE state <> 'done';
 
 CREATE TABLE media (
     id          INTEGER PRIMARY KEY,        -- content_id
