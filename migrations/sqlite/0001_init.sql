@@ -161,6 +161,8 @@ CREATE TABLE lists (
     destroyed_at INTEGER
 );
 CREATE INDEX lists_client ON lists(client_id);
+-- Names are unique per client among live lists (spec section 5.5).
+CREATE UNIQUE INDEX lists_live_name ON lists(client_id, name) WHERE destroyed_at IS NULL;
 
 CREATE TABLE list_members (
     list_id    INTEGER NOT NULL,
@@ -186,6 +188,8 @@ CREATE TABLE blasts (
     state       TEXT NOT NULL DEFAULT 'queueing', -- queueing | sending | done
     created_at  INTEGER NOT NULL
 );
+-- The blast worker looks at unfinished blasts only.
+CREATE INDEX blasts_active ON blasts(id) WHERE state <> 'done';
 
 CREATE TABLE media (
     id          INTEGER PRIMARY KEY,        -- content_id

@@ -76,20 +76,15 @@ pub struct AddressOk {
 /// 439 → 443 → 432 → 433/434 → 437/438 → 460 → 440 → 607 (then 400 for a
 /// malformed `request_id` or `callback`).
 pub async fn compose(ctx: &Ctx, campaign_id: i64) -> Result<Composed, ApiError> {
-    compose_with(ctx, campaign_id, true).await
-}
-
-/// Like [`compose`], but leaves `callback` alone (empty in the result):
-/// for `list.send`, whose `callback` reports the blast, not each message,
-/// and may be an e-mail address (spec section 6.3).
-pub async fn compose_without_callback(ctx: &Ctx, campaign_id: i64) -> Result<Composed, ApiError> {
     compose_with(ctx, campaign_id, false).await
 }
 
-async fn compose_with(
+/// [`compose`]; with `email_callback`, `callback` may also be an e-mail
+/// address (list.send, spec section 5.5).
+pub async fn compose_with(
     ctx: &Ctx,
     campaign_id: i64,
-    with_callback: bool,
+    email_callback: bool,
 ) -> Result<Composed, ApiError> {
     let params = &ctx.params;
     let text = params.get("message").unwrap_or("");
@@ -113,10 +108,9 @@ async fn compose_with(
     if kind == "sms" {
         check_length(text)?;
     }
-    let callback = if with_callback {
-        callback(params.get("callback"))?
-    } else {
-        String::new()
+    let callback = match params.get("callback") {
+        Some(raw) if email_callback && super::blast::is_email_address(raw) => raw.to_string(),
+        raw => callback(raw)?,
     };
     if params
         .get("request_id")

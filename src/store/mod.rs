@@ -7,6 +7,7 @@
 //! commits back. Writers are serialised by SQLite itself, so the hot path
 //! batches: see [`sends`].
 
+pub mod blast;
 pub mod campaign;
 pub mod carrier;
 pub mod client;
