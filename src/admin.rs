@@ -387,7 +387,7 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if app.config.demo {
         seed_demo(&app, address).await?;
     }
-    let scheme = if tls.is_some() { "https" } else { "http" };
+    let scheme = crate::tls::scheme(&app.config.tls);
     tracing::info!(%address, scheme, data_dir = %app.config.data_dir.display(), "moms is listening");
     crate::app::serve_tcp(app, listener, tls, shutdown_signal()).await
 }

@@ -66,6 +66,12 @@ pub fn server_config(tls: &Tls) -> anyhow::Result<Option<Arc<ServerConfig>>> {
     Ok(Some(Arc::new(config)))
 }
 
+/// `https` when `tls` is set, else `http`: the scheme of the server's own
+/// URLs. (A half-set `tls` never gets this far: the server does not start.)
+pub fn scheme(tls: &Tls) -> &'static str {
+    if tls.cert.is_empty() { "http" } else { "https" }
+}
+
 /// The certificate chain in `path`, the server's own certificate first.
 fn certificates(path: &str) -> anyhow::Result<Vec<CertificateDer<'static>>> {
     let bytes = read("tls.cert", path)?;
