@@ -209,9 +209,10 @@ where
         });
     }
     let router = crate::api::router(app.clone());
-    // The tap does nothing to the stream: axum gives `ConnectInfo<SocketAddr>`
+    // The tap does nothing to the stream. axum provides `ConnectInfo<SocketAddr>`
     // (the peer address handlers and the IP whitelist read) for any tapped
-    // listener addressed by `SocketAddr`, TLS or not.
+    // listener addressed by `SocketAddr`, TLS or not; the orphan rule keeps us
+    // from implementing it for `TlsListener` ourselves.
     let served = axum::serve(
         listener.tap_io(|_| {}),
         router.into_make_service_with_connect_info::<SocketAddr>(),
