@@ -372,6 +372,8 @@ async fn client(
 
 /// `moms serve`: open everything, seed the demo on first start, listen.
 pub async fn serve(config: Config) -> anyhow::Result<()> {
+    // Before anything else: a bad certificate is a configuration error.
+    let tls = crate::tls::server_config(&config.tls)?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .map_err(|e| {
@@ -385,8 +387,9 @@ pub async fn serve(config: Config) -> anyhow::Result<()> {
     if app.config.demo {
         seed_demo(&app, address).await?;
     }
-    tracing::info!(%address, data_dir = %app.config.data_dir.display(), "moms is listening");
-    crate::app::serve(app, listener, shutdown_signal()).await
+    let scheme = crate::tls::scheme(&app.config.tls);
+    tracing::info!(%address, scheme, data_dir = %app.config.data_dir.display(), "moms is listening");
+    crate::app::serve_tcp(app, listener, tls, shutdown_signal()).await
 }
 
 async fn shutdown_signal() {

@@ -4,9 +4,11 @@
 use std::collections::HashMap;
 use std::future::Future;
 use std::hash::Hash;
+use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
+use axum::serve::{Listener, ListenerExt};
 use rlibphonenumber::enums::Region;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -18,6 +20,7 @@ use crate::store::Store;
 use crate::store::campaign::Campaign;
 use crate::store::client::Client;
 use crate::store::sends::SendBatcher;
+use crate::tls::TlsListener;
 
 /// A read-mostly cache, dropped whole when an operator changes something.
 pub struct Cache<K, V> {
@@ -164,13 +167,30 @@ impl App {
     }
 }
 
-/// Runs the server on `listener` until `shutdown` completes: the HTTP API
-/// and every background loop (delivery, callbacks, blasts, cache refresh).
-pub async fn serve(
+/// Runs the server on a TCP listener until `shutdown` completes: HTTPS when
+/// `tls` is given (see [`crate::tls::server_config`]), plain HTTP otherwise.
+pub async fn serve_tcp(
     app: Arc<App>,
     listener: TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    match tls {
+        Some(tls) => serve(app, TlsListener::new(listener, tls)?, shutdown).await,
+        None => serve(app, listener, shutdown).await,
+    }
+}
+
+/// Runs the server on `listener` until `shutdown` completes: the HTTP API
+/// and every background loop (delivery, callbacks, blasts, cache refresh).
+pub async fn serve<L>(
+    app: Arc<App>,
+    listener: L,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()>
+where
+    L: Listener<Addr = SocketAddr>,
+{
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::delivery::run(app.clone(), stop_rx.clone()));
@@ -189,9 +209,13 @@ pub async fn serve(
         });
     }
     let router = crate::api::router(app.clone());
+    // The tap does nothing to the stream. axum provides `ConnectInfo<SocketAddr>`
+    // (the peer address handlers and the IP whitelist read) for any tapped
+    // listener addressed by `SocketAddr`, TLS or not; the orphan rule keeps us
+    // from implementing it for `TlsListener` ourselves.
     let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        listener.tap_io(|_| {}),
+        router.into_make_service_with_connect_info::<SocketAddr>(),
     )
     .with_graceful_shutdown(shutdown)
     .await;

@@ -8,6 +8,7 @@
 //! - [`webhooks`]: callbacks to clients' applications, retried and signed.
 //! - [`media`]: uploads checked by their bytes, smart URLs served to phones.
 //! - [`admin`]: the operator's commands (`moms admin …`), straight on the store.
+//! - [`tls`]: HTTPS served directly, from the PEM files of `tls.cert` and `tls.key`.
 //! - [`app`]: the shared state and `serve`; [`config`]: layered configuration;
 //!   [`cli`]: the command line; [`metrics`]: Prometheus output.
 
@@ -22,4 +23,5 @@ pub mod inbound;
 pub mod media;
 pub mod metrics;
 pub mod store;
+pub mod tls;
 pub mod webhooks;

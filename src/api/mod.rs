@@ -42,7 +42,8 @@ pub struct Ctx {
     pub client: Arc<Client>,
     pub params: Params,
     pub format: Format,
-    /// `http://` plus the request's Host header: the default public base URL.
+    /// `http://` (`https://` when serving TLS) plus the request's Host header:
+    /// the default public base URL.
     pub base_url: String,
 }
 
@@ -259,7 +260,7 @@ async fn run(
         client,
         params,
         format,
-        base_url: format!("http://{host}"),
+        base_url: format!("{}://{host}", crate::tls::scheme(&app.config.tls)),
     };
     let outcome = handler(&ctx).await;
     (reply_format(format), outcome)

@@ -14,6 +14,7 @@ mod media;
 mod promo;
 mod protocol;
 mod system;
+mod tls;
 mod transaction;
 mod user;
 mod webhooks;
