@@ -127,7 +127,12 @@ async fn campaign_create_refuses_a_bad_name_with_a_clear_message() {
             stderr.contains("\"name\" parameter is invalid") && stderr.contains("code 445"),
             "{stderr}"
         );
-        assert!(output.stdout.is_empty(), "{:?}", output.stdout);
+        // With --json the error is one JSON object on stdout too.
+        let json: serde_json::Value = serde_json::from_slice(&output.stdout).expect("a JSON error");
+        assert!(
+            json["error"].as_str().unwrap().contains("code 445"),
+            "{json}"
+        );
     }
     // A duplicate name is refused the same way.
     moms_json(

@@ -338,7 +338,9 @@ async fn upload_rejects_bad_type_name_and_source() {
     let server = Server::start().await;
     let creds = server.client().await;
     let file = || Some(("a.png", png(4)));
-    let cases: Vec<(Vec<(&str, &str)>, bool, u16)> = vec![
+    // (parameters, whether a file is attached, expected code)
+    type Case<'a> = (Vec<(&'a str, &'a str)>, bool, u16);
+    let cases: Vec<Case> = vec![
         (vec![("name", "x")], true, 443),
         (vec![("type", "picture"), ("name", "x")], true, 460),
         (vec![("type", "image")], true, 463),
