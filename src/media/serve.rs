@@ -123,7 +123,7 @@ async fn record_handset(app: &App, media: &Media, message_id: i64, headers: &Hea
     };
     let recorded = async {
         if let Some(number) = app.store.media_recipient(message_id, media.id).await? {
-            app.store.record_media_handset(&number, user_agent).await?;
+            app.store.record_handset(&number, user_agent).await?;
         }
         Ok::<(), sqlx::Error>(())
     };

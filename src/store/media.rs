@@ -199,28 +199,4 @@ impl Store {
             .fetch_optional(&self.pool)
             .await
     }
-
-    /// Records `number`'s handset from the User-Agent it fetched media with.
-    /// A stand-in for the user store's handset recording, kept to the two
-    /// statements smart URLs need.
-    pub async fn record_media_handset(&self, number: &str, user_agent: &str) -> sqlx::Result<()> {
-        let mut tx = self.pool.begin().await?;
-        let handset_id: i64 = sqlx::query_scalar(
-            "INSERT INTO handsets (user_agent, name) VALUES ($1, $1) \
-             ON CONFLICT (user_agent) DO UPDATE SET user_agent = excluded.user_agent RETURNING id",
-        )
-        .bind(user_agent)
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO users (number, handset_id, updated_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (number) DO UPDATE SET handset_id = excluded.handset_id, updated_at = excluded.updated_at",
-        )
-        .bind(number)
-        .bind(handset_id)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
-    }
 }

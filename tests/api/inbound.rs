@@ -13,19 +13,11 @@ const HOOK: &str = "http://127.0.0.1:9/mo";
 
 fn settings(creds: &Creds, name: &str, keyword: &str) -> Campaign {
     Campaign {
-        id: 0,
-        client_id: creds.client_id.parse().unwrap(),
-        name: name.into(),
-        kind: "sms".into(),
-        sender: "21534".into(),
         keyword: keyword.into(),
         callback_url: HOOK.into(),
-        callback_format: "xml".into(),
-        opt_in: "none".into(),
-        require_names: false,
         help_message: format!("{name}: reply STOP to end"),
         stop_message: format!("{name}: you are unsubscribed"),
-        destroyed: false,
+        ..campaign_settings(creds, name)
     }
 }
 

@@ -562,21 +562,7 @@ async fn download_as_csv_streams_every_member() {
 
 /// A campaign of this client sending from short code 21534.
 async fn campaign(server: &Server, creds: &Creds) -> String {
-    let campaign = moms::store::campaign::Campaign {
-        id: 0,
-        client_id: creds.client_id.parse().unwrap(),
-        name: "Blasts".into(),
-        kind: "sms".into(),
-        sender: "21534".into(),
-        keyword: String::new(),
-        callback_url: String::new(),
-        callback_format: "xml".into(),
-        opt_in: "none".into(),
-        require_names: false,
-        help_message: String::new(),
-        stop_message: String::new(),
-        destroyed: false,
-    };
+    let campaign = campaign_settings(creds, "Blasts");
     let id = server
         .app
         .store

@@ -16,19 +16,8 @@ async fn campaign_with(
     change: impl FnOnce(&mut Campaign),
 ) -> String {
     let mut campaign = Campaign {
-        id: 0,
-        client_id: creds.client_id.parse().unwrap(),
-        name: "Spring sale".into(),
         kind: "mms".into(),
-        sender: "21534".into(),
-        keyword: String::new(),
-        callback_url: String::new(),
-        callback_format: "xml".into(),
-        opt_in: "none".into(),
-        require_names: false,
-        help_message: String::new(),
-        stop_message: String::new(),
-        destroyed: false,
+        ..campaign_settings(creds, "Spring sale")
     };
     change(&mut campaign);
     let id = server

@@ -11,19 +11,8 @@ const XML_HEAD: &str = r#"<?xml version="1.0" encoding="UTF-8"?>"#;
 /// A live campaign of `creds` on short code 21534.
 pub async fn campaign(server: &Server, creds: &Creds, name: &str, keyword: &str) -> i64 {
     let campaign = Campaign {
-        id: 0,
-        client_id: creds.client_id.parse().unwrap(),
-        name: name.into(),
-        kind: "sms".into(),
-        sender: "21534".into(),
         keyword: keyword.into(),
-        callback_url: String::new(),
-        callback_format: "xml".into(),
-        opt_in: "none".into(),
-        require_names: false,
-        help_message: String::new(),
-        stop_message: String::new(),
-        destroyed: false,
+        ..campaign_settings(creds, name)
     };
     server
         .app

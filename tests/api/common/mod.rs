@@ -273,3 +273,23 @@ pub fn assert_code(resp: &Resp, code: u16) {
         assert_eq!(resp.status, 200, "{}", resp.body);
     }
 }
+
+/// Settings of an SMS campaign of this client sending from short code 21534;
+/// tests change what they need.
+pub fn campaign_settings(creds: &Creds, name: &str) -> moms::store::campaign::Campaign {
+    moms::store::campaign::Campaign {
+        id: 0,
+        client_id: creds.client_id.parse().unwrap(),
+        name: name.into(),
+        kind: "sms".into(),
+        sender: "21534".into(),
+        keyword: String::new(),
+        callback_url: String::new(),
+        callback_format: "xml".into(),
+        opt_in: "none".into(),
+        require_names: false,
+        help_message: String::new(),
+        stop_message: String::new(),
+        destroyed: false,
+    }
+}
