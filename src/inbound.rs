@@ -154,7 +154,7 @@ pub async fn receive(
     let targets = route(store, &message, command, &first_two).await?;
     let number = message.from.digits();
 
-    let mut tx = store.pool.begin().await?;
+    let mut tx = store.writer.begin().await?;
     let inbound_id = insert_inbound(
         &mut tx,
         &NewInbound {

@@ -67,7 +67,7 @@ impl Store {
     /// Stores a new blast and marks its list used, in one commit.
     pub async fn create_blast(&self, blast: &NewBlast) -> sqlx::Result<i64> {
         self.check_faults()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO blasts (client_id, list_id, campaign_id, request, callback, created_at)
              VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
@@ -121,7 +121,7 @@ impl Store {
         .bind(to)
         .bind(queued)
         .bind(skipped)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -133,7 +133,7 @@ impl Store {
              WHERE id = $1 AND state = 'queueing'",
         )
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -141,7 +141,7 @@ impl Store {
     /// Marks a blast done once every queued transaction has ended, queueing
     /// its callback in the same commit; false while some are still under way.
     pub async fn finish_blast(&self, id: i64, webhook: Option<&NewWebhook>) -> sqlx::Result<bool> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE blasts SET state = 'done'
              WHERE id = $1 AND state = 'sending' AND sent + failed >= queued",

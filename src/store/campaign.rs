@@ -169,7 +169,7 @@ impl Store {
     /// was not live.
     pub async fn destroy_campaign(&self, id: i64) -> sqlx::Result<bool> {
         self.check_faults()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE campaigns SET destroyed_at = $1 WHERE id = $2 AND destroyed_at IS NULL",
         )

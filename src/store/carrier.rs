@@ -52,7 +52,7 @@ impl Store {
             .bind(number.digits())
             .bind(carrier_id)
             .bind(now())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -127,7 +127,7 @@ impl Store {
         .bind(senders.join(","))
         .bind(whitelist.join(","))
         .bind(now())
-        .fetch_one(&self.pool)
+        .fetch_one(&self.writer)
         .await?;
         self.bump_generation().await?;
         Ok(NewCredentials {
@@ -159,7 +159,7 @@ impl Store {
         let done = sqlx::query("UPDATE clients SET token_hash = $1 WHERE id = $2")
             .bind(hex::encode(hash_token(&token)))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         if done.rows_affected() == 0 {
             return Ok(None);
@@ -182,7 +182,7 @@ impl Store {
         let done = sqlx::query("UPDATE clients SET whitelist = $1 WHERE id = $2")
             .bind(text.join(","))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         self.bump_generation().await?;
         Ok(done.rows_affected() > 0)
@@ -192,7 +192,7 @@ impl Store {
         let done = sqlx::query("UPDATE clients SET senders = $1 WHERE id = $2")
             .bind(senders.join(","))
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         self.bump_generation().await?;
         Ok(done.rows_affected() > 0)

@@ -103,7 +103,7 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> sqlx::Result<Vec<Due>> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         // The UPDATE comes first so this transaction holds the write lock
         // from its first statement on.
         let ids: Vec<i64> = sqlx::query_scalar(
@@ -142,7 +142,7 @@ impl Store {
     /// was claimed is left alone).
     pub async fn record_steps<'a>(&self, steps: &'a [Step]) -> sqlx::Result<Vec<&'a Step>> {
         let now_ms = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut applied = Vec::with_capacity(steps.len());
         for step in steps {
             if record_step(&mut tx, step, now_ms).await? {
@@ -168,7 +168,7 @@ impl Store {
     /// Queues the messages held for a number's double opt-in of a campaign
     /// (the number answered Y). Returns how many; the caller wakes the worker.
     pub async fn release_held(&self, number: &str, campaign_id: i64) -> sqlx::Result<u64> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let released = super::user::release_held(&mut tx, number, campaign_id).await?;
         tx.commit().await?;
         Ok(released)

@@ -89,7 +89,7 @@ impl Store {
         .bind(shortcode)
         .bind(keyword)
         .bind(campaign_id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -110,7 +110,7 @@ impl Store {
         .bind(shortcode)
         .bind(keyword)
         .bind(campaign_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         if master.is_some() {
             return Ok(Removal::Removed);

@@ -106,7 +106,7 @@ impl Store {
         .bind(client_id)
         .bind(name)
         .bind(now)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await
     }
 
@@ -119,7 +119,7 @@ impl Store {
     ) -> sqlx::Result<Option<u64>> {
         self.check_faults()?;
         let now = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if !touch(&mut tx, list_id, now).await? {
             return Ok(None);
         }
@@ -145,7 +145,7 @@ impl Store {
         numbers: &[String],
     ) -> sqlx::Result<Option<u64>> {
         self.check_faults()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if !touch(&mut tx, list_id, now()).await? {
             return Ok(None);
         }
@@ -168,7 +168,7 @@ impl Store {
     /// Removes every member of a live list; false when the list is gone.
     pub async fn empty_list(&self, list_id: i64) -> sqlx::Result<bool> {
         self.check_faults()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         if !touch(&mut tx, list_id, now()).await? {
             return Ok(false);
         }
@@ -182,7 +182,7 @@ impl Store {
     pub async fn destroy_list(&self, list_id: i64) -> sqlx::Result<bool> {
         self.check_faults()?;
         let now = now();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let done = sqlx::query(
             "UPDATE lists SET destroyed_at = $2, updated_at = $2 WHERE id = $1 AND destroyed_at IS NULL",
         )

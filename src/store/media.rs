@@ -92,7 +92,7 @@ impl Store {
         place: impl AsyncFnOnce(i64) -> std::io::Result<()>,
     ) -> sqlx::Result<Media> {
         self.check_faults()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut attempts = 0;
         let id: i64 = loop {
             attempts += 1;
@@ -166,7 +166,7 @@ impl Store {
         .bind(now())
         .bind(id)
         .bind(client_id)
-        .fetch_optional(&self.pool)
+        .fetch_optional(&self.writer)
         .await?;
         row.as_ref().map(media_from_row).transpose()
     }
@@ -182,7 +182,7 @@ impl Store {
 
     /// Queues the callback of a `media.upload`.
     pub async fn enqueue_media_callback(&self, hook: &NewWebhook) -> sqlx::Result<()> {
-        let mut conn = self.pool.acquire().await?;
+        let mut conn = self.writer.acquire().await?;
         enqueue_webhook(&mut conn, hook).await
     }
 

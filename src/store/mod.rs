@@ -40,7 +40,12 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[(
 
 #[derive(Clone)]
 pub struct Store {
+    /// Reads: several connections, which WAL lets run beside the writer.
     pub pool: SqlitePool,
+    /// Writes: one connection. SQLite takes one writer at a time anyway;
+    /// queueing writers here, in order, beats letting them collide and
+    /// back off in SQLite's busy handler (tens of milliseconds each).
+    pub writer: SqlitePool,
     #[cfg(feature = "fault-injection")]
     pub faults: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -69,19 +74,27 @@ impl Store {
         .busy_timeout(Duration::from_secs(10))
         .pragma("cache_size", "-65536")
         .pragma("temp_store", "memory");
+        let opening = || {
+            format!(
+                "cannot open the database {}",
+                config.database_path().display()
+            )
+        };
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .min_connections(1)
+            .connect_with(options.clone())
+            .await
+            .with_context(opening)?;
         let pool = SqlitePoolOptions::new()
             .max_connections(8)
             .min_connections(1)
             .connect_with(options)
             .await
-            .with_context(|| {
-                format!(
-                    "cannot open the database {}",
-                    config.database_path().display()
-                )
-            })?;
+            .with_context(opening)?;
         let store = Store {
             pool,
+            writer,
             #[cfg(feature = "fault-injection")]
             faults: Default::default(),
         };
@@ -91,7 +104,7 @@ impl Store {
 
     /// Applies the migrations not applied yet; returns how many ran.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
-        self.pool
+        self.writer
             .execute(
                 "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
             )
@@ -104,7 +117,7 @@ impl Store {
             if applied.contains(version) {
                 continue;
             }
-            let mut tx = self.pool.begin().await?;
+            let mut tx = self.writer.begin().await?;
             sqlx::raw_sql(*sql)
                 .execute(&mut *tx)
                 .await
@@ -133,7 +146,7 @@ impl Store {
     /// Tells every running server that cached objects changed.
     pub async fn bump_generation(&self) -> sqlx::Result<()> {
         sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -144,7 +157,7 @@ impl Store {
             .bind(actor)
             .bind(action)
             .bind(detail)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }

@@ -36,7 +36,7 @@ impl Store {
         .bind(&promo.starts)
         .bind(&promo.ends)
         .bind(super::now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() == 1)
     }
@@ -72,7 +72,7 @@ impl Store {
         let done = sqlx::query("DELETE FROM promos WHERE campaign_id = $1 AND code_key = $2")
             .bind(campaign_id)
             .bind(code.to_ascii_uppercase())
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(done.rows_affected() > 0)
     }
@@ -84,7 +84,7 @@ impl Store {
         )
         .bind(campaign_id)
         .bind(code.to_ascii_uppercase())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(done.rows_affected() > 0)
     }

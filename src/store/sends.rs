@@ -225,7 +225,7 @@ impl Store {
         self.check_faults()?;
         let now = now();
         let now_ms = now_ms();
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(batch.len());
         let mut rows: Vec<(i64, String, &NewTransaction)> = Vec::with_capacity(batch.len());
         let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();

@@ -115,7 +115,7 @@ impl Store {
         source: OptSource,
     ) -> sqlx::Result<OptStatus> {
         self.check_faults()?;
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let before = set_opt_in(&mut tx, number, campaign_id, status, source).await?;
         if before == OptStatus::Grey && status == OptStatus::OptedIn {
             release_held(&mut tx, number, campaign_id).await?;
@@ -159,7 +159,7 @@ impl Store {
         .bind(number)
         .bind(carrier_id)
         .bind(now())
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
@@ -169,7 +169,7 @@ impl Store {
         self.check_faults()?;
         sqlx::query("DELETE FROM users WHERE number = $1")
             .bind(number)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -181,7 +181,7 @@ impl Store {
         if user_agent.is_empty() {
             return Ok(());
         }
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.writer.begin().await?;
         let handset_id: i64 = sqlx::query_scalar(
             "INSERT INTO handsets (user_agent, name) VALUES ($1, $2)
              ON CONFLICT (user_agent) DO UPDATE SET name = excluded.name RETURNING id",

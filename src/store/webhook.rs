@@ -61,7 +61,7 @@ impl super::Store {
         .bind(now_ms())
         .bind(max_attempts)
         .bind(limit)
-        .fetch_all(&self.pool)
+        .fetch_all(&self.writer)
         .await?;
         Ok(rows
             .into_iter()
@@ -81,7 +81,7 @@ impl super::Store {
     pub async fn webhook_delivered(&self, id: i64) -> sqlx::Result<()> {
         sqlx::query("DELETE FROM webhooks WHERE id = $1")
             .bind(id)
-            .execute(&self.pool)
+            .execute(&self.writer)
             .await?;
         Ok(())
     }
@@ -101,7 +101,7 @@ impl super::Store {
         .bind(due_ms)
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&self.writer)
         .await?;
         Ok(())
     }
