@@ -400,19 +400,20 @@ async fn insert_rows(
         insert.build().execute(&mut *tx).await?;
     }
 
-    let conversations: Vec<_> = rows
+    // The last send of the batch to a number decides its conversation.
+    let conversations: HashMap<(&str, &str), i64> = rows
         .iter()
         .filter_map(|(_, _, t)| {
             t.conversation
                 .as_deref()
-                .map(|code| (code, t.recipient.as_str(), t.campaign_id))
+                .map(|code| ((code, t.recipient.as_str()), t.campaign_id))
         })
         .collect();
     if !conversations.is_empty() {
         let mut upsert: QueryBuilder<Sqlite> = QueryBuilder::new(
             "INSERT INTO conversations (shortcode, number, campaign_id, updated_at) ",
         );
-        upsert.push_values(&conversations, |mut b, (code, number, campaign_id)| {
+        upsert.push_values(&conversations, |mut b, ((code, number), campaign_id)| {
             b.push_bind(*code)
                 .push_bind(*number)
                 .push_bind(*campaign_id)
@@ -420,6 +421,24 @@ async fn insert_rows(
         });
         upsert.push(
             " ON CONFLICT (shortcode, number) DO UPDATE SET campaign_id = excluded.campaign_id, updated_at = excluded.updated_at",
+        );
+        upsert.build().execute(&mut *tx).await?;
+    }
+
+    // The carrier each recipient resolved to, for user.info. One row per
+    // number: an upsert may not touch the same row twice in one statement.
+    let carriers: HashMap<&str, i64> = rows
+        .iter()
+        .filter_map(|(_, _, t)| t.carrier_id.map(|id| (t.recipient.as_str(), id)))
+        .collect();
+    if !carriers.is_empty() {
+        let mut upsert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO users (number, carrier_id, updated_at) ");
+        upsert.push_values(&carriers, |mut b, (number, carrier_id)| {
+            b.push_bind(*number).push_bind(*carrier_id).push_bind(now);
+        });
+        upsert.push(
+            " ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id, updated_at = excluded.updated_at",
         );
         upsert.build().execute(&mut *tx).await?;
     }

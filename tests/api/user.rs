@@ -627,3 +627,38 @@ async fn transactions_rejects_bad_dates_limits_and_foreign_campaigns() {
         432,
     );
 }
+
+#[tokio::test]
+async fn info_knows_the_carrier_a_send_resolved() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let campaign_id = campaign(&server, &creds, "Carriers", "").await.to_string();
+    let resp = server
+        .call(
+            &creds,
+            "transaction.send",
+            &[
+                ("campaign_id", &campaign_id),
+                ("to", "3108675309"),
+                ("message", "hi"),
+            ],
+        )
+        .await;
+    assert_code(&resp, 1);
+    let info = server
+        .call(&creds, "user.info", &[("number", "3108675309")])
+        .await
+        .xml();
+    let carrier = info.child("carrier");
+    assert_eq!(carrier.attr("id"), "1");
+    assert_eq!(carrier.text, "Sandbox Wireless");
+    let resp = server
+        .call(&creds, "user.uncache", &[("number", "3108675309")])
+        .await;
+    assert_code(&resp, 1);
+    let info = server
+        .call(&creds, "user.info", &[("number", "3108675309")])
+        .await
+        .xml();
+    assert_eq!(info.child("carrier").attr("id"), "0");
+}
