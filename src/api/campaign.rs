@@ -7,9 +7,6 @@
 //! code, else on the client's default short code (spec section 5.4); moving
 //! the sender or changing the keyword moves it.
 
-// `ApiError` is the API's one error type, returned by value everywhere.
-#![allow(clippy::result_large_err)]
-
 use serde_json::{Value, json};
 
 use super::envelope::{Reply, XmlNode, js};

@@ -5,9 +5,6 @@
 //! defaults to the campaign's sender when that is a short code, else to the
 //! client's default short code.
 
-// `ApiError` is the API's one error type, returned by value everywhere.
-#![allow(clippy::result_large_err)]
-
 use serde_json::{Value, json};
 
 use super::campaign::{campaign_id, default_shortcode, is_short_code, live};

@@ -5,9 +5,6 @@
 //! streams its answer in every format, so a list of any size is exported
 //! without being held in memory.
 
-// `ApiError` is the one error type of every method (api/error.rs); its size is by design.
-#![allow(clippy::result_large_err)]
-
 use std::collections::HashSet;
 
 use axum::body::{Body, Bytes};

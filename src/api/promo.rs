@@ -3,9 +3,6 @@
 //! (`promo.require_approval`), new ones wait as `pending` until
 //! `moms admin promo approve`.
 
-// `ApiError` is the API's one error type, returned by value everywhere.
-#![allow(clippy::result_large_err)]
-
 use chrono::NaiveDate;
 use serde_json::{Value, json};
 

@@ -6,9 +6,6 @@
 //! opt-out, carrier, barring). Both report problems in the order of spec
 //! section 3. [`new_transaction`] turns the two into a row to store.
 
-// `ApiError` is the one error type of every method (api/error.rs); its size is by design.
-#![allow(clippy::result_large_err)]
-
 use std::sync::Arc;
 
 use serde_json::{Map, Value};

@@ -6,10 +6,6 @@
 //! campaign named is looked up (spec section 3): another client's campaign
 //! answers 432 like a missing one.
 
-// `ApiError` carries the 602–606 user fields inline, which this lint counts
-// against every `Result` here; errors are the rare path of a request.
-#![allow(clippy::result_large_err)]
-
 use chrono::{NaiveDate, TimeZone};
 use serde_json::{Value, json};
 
