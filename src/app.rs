@@ -76,6 +76,8 @@ pub struct App {
     pub http: reqwest::Client,
     /// The change counter when the store was opened.
     pub generation_at_open: i64,
+    /// The SMPP connector: its binds' job queues.
+    pub smpp: crate::smpp::Connector,
     /// Renders `/metrics`.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -100,7 +102,9 @@ impl App {
         let delivery_wake = Arc::new(Notify::new());
         let sends = SendBatcher::start(store.clone(), delivery_wake.clone());
         let http = crate::media::fetch::http_client(&config)?;
+        let smpp = crate::smpp::Connector::new(&config.smpp);
         Ok(Arc::new(App {
+            smpp,
             auth_failures: AuthLimiter::new(
                 config.limits.failed_auth_per_ip,
                 Duration::from_secs(config.limits.failed_auth_window_secs),
@@ -194,6 +198,7 @@ where
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::delivery::run(app.clone(), stop_rx.clone()));
+    tasks.spawn(crate::smpp::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::webhooks::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::delivery::blast::run(app.clone(), stop_rx.clone()));
     tasks.spawn(watch_generation(app.clone(), stop_rx.clone()));

@@ -30,6 +30,9 @@ pub struct Config {
     pub retention: Retention,
     pub tls: Tls,
     pub smtp: Smtp,
+    /// SMPP binds, one entry each (`[[smpp]]`); none by default.
+    #[serde(default)]
+    pub smpp: Vec<SmppBind>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -102,6 +105,62 @@ pub struct Smtp {
     pub password: String,
 }
 
+/// One SMPP bind to an SMSC, for the carrier whose connector is `smpp`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmppBind {
+    /// The carrier (as in the carrier table) whose messages go here.
+    pub carrier_id: i64,
+    pub host: String,
+    pub port: u16,
+    pub system_id: String,
+    pub password: String,
+    pub system_type: String,
+    /// `transceiver`, `transmitter` or `receiver`.
+    pub bind: String,
+    /// How many connections of this bind to hold.
+    pub binds: usize,
+    /// `3.4` or `5.0`.
+    pub version: String,
+    /// Outstanding `submit_sm` without a response, per connection.
+    pub window: usize,
+    /// Messages a second, per connection; 0 = no limit.
+    pub max_per_second: f64,
+    pub enquire_link_secs: u64,
+    /// How long a `submit_sm` may wait for its response.
+    pub response_timeout_secs: u64,
+    pub registered_delivery: bool,
+    pub source_ton: u8,
+    pub source_npi: u8,
+    pub dest_ton: u8,
+    pub dest_npi: u8,
+}
+
+impl Default for SmppBind {
+    fn default() -> Self {
+        SmppBind {
+            carrier_id: 0,
+            host: "127.0.0.1".into(),
+            port: 2775,
+            system_id: String::new(),
+            password: String::new(),
+            system_type: String::new(),
+            bind: "transceiver".into(),
+            binds: 1,
+            version: "3.4".into(),
+            window: 64,
+            max_per_second: 0.0,
+            enquire_link_secs: 30,
+            response_timeout_secs: 10,
+            registered_delivery: true,
+            source_ton: 0,
+            source_npi: 0,
+            dest_ton: 1,
+            dest_npi: 1,
+        }
+    }
+}
+
 impl Config {
     /// Loads defaults, then `file` (if any), then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
@@ -138,6 +197,11 @@ impl Config {
         let mut shown = self.clone();
         if !shown.smtp.password.is_empty() {
             shown.smtp.password = "<redacted>".into();
+        }
+        for bind in &mut shown.smpp {
+            if !bind.password.is_empty() {
+                bind.password = "<redacted>".into();
+            }
         }
         if let Some(at) = shown.store.url.find('@') {
             // postgres://user:password@host → postgres://user:<redacted>@host
@@ -177,9 +241,14 @@ mod tests {
         let mut config = Config::load(None).unwrap();
         config.smtp.password = "hunter2".into();
         config.store.url = "postgres://moms:s3cret@db:5432/moms".into();
+        config.smpp.push(SmppBind {
+            password: "smscpw".into(),
+            ..SmppBind::default()
+        });
         let shown = config.redacted_toml();
         assert!(!shown.contains("hunter2"));
         assert!(!shown.contains("s3cret"));
+        assert!(!shown.contains("smscpw"));
         assert!(shown.contains("postgres://moms:<redacted>@db"));
     }
 }

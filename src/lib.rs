@@ -4,6 +4,7 @@
 //! - [`domain`]: phone numbers, message bodies, keywords, carriers: rules without I/O.
 //! - [`store`]: the only module that speaks SQL.
 //! - [`delivery`]: the worker that hands queued messages to carriers and records outcomes.
+//! - [`smpp`]: the SMPP connector: binds to SMSCs, submits, receipts, messages from phones.
 //! - [`inbound`]: messages from phones: opt-outs, keywords, routing to campaigns.
 //! - [`webhooks`]: callbacks to clients' applications, retried and signed.
 //! - [`media`]: uploads checked by their bytes, smart URLs served to phones.
@@ -22,6 +23,7 @@ pub mod domain;
 pub mod inbound;
 pub mod media;
 pub mod metrics;
+pub mod smpp;
 pub mod store;
 pub mod tls;
 pub mod webhooks;

@@ -4,9 +4,11 @@
 //! Each step claims a batch of due deliveries, decides every outcome
 //! without holding a lock (a connector's I/O happens here), then records
 //! the whole batch in one SQL transaction: status, history, the next stage
-//! or the end, and the end's callback and blast counts with it. This build
-//! has the sandbox connector only; a carrier configured with another
-//! connector fails its messages with 601, saying so.
+//! or the end, and the end's callback and blast counts with it. Messages of
+//! carriers whose connector is `smpp` are handed to [`crate::smpp`], which
+//! records their outcome itself (stage `smpp` while it holds them); a
+//! carrier configured with another connector fails its messages with 601,
+//! saying so.
 
 pub mod blast;
 pub mod sandbox;
@@ -78,7 +80,7 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
 }
 
 /// What is told to others once a step is committed.
-fn after_commit(app: &App, table: &CarrierTable, applied: &[&Step]) {
+pub(crate) fn after_commit(app: &App, table: &CarrierTable, applied: &[&Step]) {
     let mut webhooks = false;
     let mut blasts = false;
     for step in applied {
@@ -109,6 +111,7 @@ fn decide(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
     match due.stage.as_str() {
         "submit" => submit(app, table, due, now),
         "receipt" => receipt(due),
+        "smpp" => smpp_lease_ended(app, table, due, now),
         "held" => fail(
             due,
             Code::ServerFailed,
@@ -153,6 +156,9 @@ fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
             None,
         );
     };
+    if carrier.connector == "smpp" {
+        return to_smpp(app, carrier.id, due, now);
+    }
     if !carrier.is_sandbox() {
         let reason = format!(
             "carrier {} uses connector {:?}, which this build does not include",
@@ -176,6 +182,66 @@ fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
         events: vec![sent.to_string()],
         stage,
         due_ms,
+    }
+}
+
+/// Hands a message to the SMPP connector, which records what becomes of it.
+fn to_smpp(app: &App, carrier_id: i64, due: &Due, now: i64) -> Step {
+    let job = crate::smpp::Job {
+        transaction_id: due.transaction_id,
+        attempts: due.attempts,
+        expires_ms: due.expires_ms,
+    };
+    if !app.smpp.hand(carrier_id, job) {
+        let reason = format!("carrier {carrier_id} uses connector \"smpp\" but no [[smpp]] bind serves it");
+        return fail(due, Code::ServerFailed, &reason, None);
+    }
+    Step::Advance {
+        transaction_id: due.transaction_id,
+        from_stage: due.stage.clone(),
+        status: None,
+        events: Vec::new(),
+        stage: "smpp",
+        due_ms: now + crate::smpp::LEASE_MS,
+    }
+}
+
+/// A message has been with the SMPP connector for a whole lease: still
+/// held (a bind is down or slow) it stays; lost (the process restarted) it
+/// is handed again, and only its unaccepted segments are sent.
+fn smpp_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
+    if now >= due.expires_ms + crate::smpp::LEASE_MS {
+        return fail(
+            due,
+            Code::ServerFailed,
+            "the SMSC did not take the message before the validity period ended",
+            None,
+        );
+    }
+    if app.smpp.holds(due.transaction_id) {
+        return Step::Advance {
+            transaction_id: due.transaction_id,
+            from_stage: due.stage.clone(),
+            status: None,
+            events: Vec::new(),
+            stage: "smpp",
+            due_ms: now + crate::smpp::LEASE_MS,
+        };
+    }
+    submit(app, table, due, now)
+}
+
+/// Ends a transaction as COMPLETE with these history events.
+pub(crate) fn complete(due: &Due, events: Vec<String>) -> Step {
+    Step::Finish {
+        transaction_id: due.transaction_id,
+        from_stage: due.stage.clone(),
+        status: "COMPLETE",
+        code: 1,
+        events,
+        webhook: callback(due, Code::Success, "Transaction Complete"),
+        blast_id: due.blast_id,
+        bar: None,
     }
 }
 
@@ -212,7 +278,7 @@ fn receipt(due: &Due) -> Step {
 }
 
 /// Ends a transaction as FAILED with `code`.
-fn fail(due: &Due, code: Code, reason: &str, bar: Option<(String, i64)>) -> Step {
+pub(crate) fn fail(due: &Due, code: Code, reason: &str, bar: Option<(String, i64)>) -> Step {
     Step::Finish {
         transaction_id: due.transaction_id,
         from_stage: due.stage.clone(),

@@ -18,6 +18,7 @@ pub mod list;
 pub mod media;
 pub mod promo;
 pub mod sends;
+pub mod smpp;
 pub mod transaction;
 pub mod user;
 pub mod webhook;
@@ -32,11 +33,18 @@ use sqlx::{Executor, SqlitePool};
 use crate::config::Config;
 
 /// Migrations, numbered alike for every backend, applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[(
-    1,
-    "init",
-    include_str!("../../migrations/sqlite/0001_init.sql"),
-)];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (
+        1,
+        "init",
+        include_str!("../../migrations/sqlite/0001_init.sql"),
+    ),
+    (
+        2,
+        "smpp",
+        include_str!("../../migrations/sqlite/0002_smpp.sql"),
+    ),
+];
 
 #[derive(Clone)]
 pub struct Store {

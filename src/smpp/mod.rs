@@ -1,0 +1,432 @@
+//! The `smpp` connector (spec section 7): SMS to an SMSC over SMPP 3.4 or
+//! 5.0, receipts and messages from phones back.
+//!
+//! The delivery worker hands a message of a carrier whose connector is
+//! `smpp` to [`Connector::hand`] (moving it to the `smpp` stage) and goes
+//! on; it never waits for the SMSC. Each `[[smpp]]` bind holds `binds`
+//! connections ([`session`]) that take jobs from their carrier's queue and
+//! submit every segment not accepted yet. What comes back goes to one
+//! recorder task, which writes it to the store in batches and moves the
+//! transaction on with the worker's own steps:
+//!
+//! - every segment accepted: `SENT` (history `SMS Sent`), stage `await`;
+//!   `COMPLETE` once every segment's receipt says delivered (at once when
+//!   no receipts are asked for); `FAILED 600` on a final receipt that is
+//!   not delivered (UNDELIV, REJECTD, EXPIRED, …). A receipt that comes
+//!   before the id it names was recorded is kept in the store and applied
+//!   when the id is.
+//! - command status 0x0000000B (invalid destination address): the SMSC
+//!   refuses the number itself, taken as barred: `FAILED 604`, and the
+//!   number joins the carrier's blacklist.
+//! - 0x00000058 (throttled) and 0x00000014 (message queue full): the
+//!   connection halves its rate for a while, and the message is retried.
+//! - 0x00000008 (system error), 0x00000045 (submit failed), 0x00000064,
+//!   response timeouts and connections lost with the submit unanswered:
+//!   retried with back-off and jitter (history `Retry Scheduled`) until the
+//!   validity period ends, then `FAILED 601`.
+//! - any other status is permanent: `FAILED 600` at once, the status in
+//!   the reason.
+//!
+//! A retry sends only the segments the SMSC has not accepted, so nothing it
+//! acknowledged is submitted twice. A job lost with the process is found
+//! again by the worker when its `smpp` lease ends.
+
+pub mod pdu;
+pub mod receipt;
+pub mod session;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot, watch};
+
+use crate::api::error::Code;
+use crate::app::App;
+use crate::config::SmppBind;
+use crate::delivery::{after_commit, fail};
+use crate::store::delivery::{Due, Step};
+use crate::store::now_ms;
+use crate::store::smpp::{AcceptedSegment, ReceiptRow, SegmentState};
+
+/// How long the worker leaves a message with the connector before it
+/// looks at it again (it is handed again only if the connector lost it).
+pub const LEASE_MS: i64 = 60_000;
+/// The first retry delay after a temporary error; doubles per attempt.
+const FIRST_RETRY_MS: i64 = 500;
+const MAX_RETRY_MS: i64 = 300_000;
+/// Reports the recorder writes in one commit at most.
+const BATCH: usize = 512;
+
+/// A message handed to a bind.
+#[derive(Debug, Clone, Copy)]
+pub struct Job {
+    pub transaction_id: i64,
+    /// Times the worker claimed it (spaces the retries out).
+    pub attempts: i64,
+    pub expires_ms: i64,
+}
+
+/// Why a segment (or a whole job) was not accepted.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Failure {
+    /// Throttled or queue full (the status): retry, slower.
+    Throttled(u32),
+    /// Retry later.
+    Temporary(String),
+    /// The SMSC refused the number: 604 and barred.
+    Barred(u32),
+    /// Refused for good: 600.
+    Permanent(String),
+    /// The validity period ended before submission: 601.
+    Expired,
+    /// The transaction is no longer queued (ended meanwhile).
+    Gone,
+}
+
+impl Failure {
+    /// Classifies a `submit_sm` error (see the module doc).
+    pub fn of(error: &rusmppc::error::Error) -> Failure {
+        match error {
+            rusmppc::error::Error::UnexpectedResponse { response } => {
+                Failure::of_status(u32::from(response.status()))
+            }
+            other => Failure::Temporary(other.to_string()),
+        }
+    }
+
+    pub fn of_status(status: u32) -> Failure {
+        match status {
+            0x58 | 0x14 => Failure::Throttled(status),
+            0x08 | 0x45 | 0x64 => {
+                Failure::Temporary(format!("SMSC answered command status 0x{status:08X}"))
+            }
+            0x0B => Failure::Barred(status),
+            _ => Failure::Permanent(format!(
+                "SMSC refused the message: command status 0x{status:08X}"
+            )),
+        }
+    }
+}
+
+/// One segment's answer: `Ok(Some(id))` accepted now, `Ok(None)` accepted
+/// before.
+#[derive(Debug, Clone)]
+pub struct SegmentResult {
+    pub segment: i64,
+    pub total: i64,
+    pub outcome: Result<Option<String>, Failure>,
+}
+
+/// What a connection tells the recorder.
+#[derive(Debug)]
+pub enum Report {
+    /// A job is over: every segment answered, or the job failed whole.
+    Done {
+        job: Job,
+        results: Result<Vec<SegmentResult>, Failure>,
+        /// Receipts were asked for.
+        receipts: bool,
+    },
+    /// A final receipt; `stored` says whether it was written.
+    Receipt {
+        receipt: receipt::Receipt,
+        stored: oneshot::Sender<bool>,
+    },
+}
+
+/// The connector's handle, held by [`App`].
+pub struct Connector {
+    binds: Vec<SmppBind>,
+    queues: HashMap<i64, mpsc::UnboundedSender<Job>>,
+    receivers: Mutex<HashMap<i64, session::Queue>>,
+    /// Transactions handed and not reported yet.
+    held: Mutex<HashSet<i64>>,
+}
+
+impl Connector {
+    /// One job queue per carrier that has a bind.
+    pub fn new(binds: &[SmppBind]) -> Connector {
+        let mut queues = HashMap::new();
+        let mut receivers = HashMap::new();
+        for bind in binds {
+            if queues.contains_key(&bind.carrier_id) {
+                continue;
+            }
+            let (tx, rx) = mpsc::unbounded_channel();
+            queues.insert(bind.carrier_id, tx);
+            receivers.insert(bind.carrier_id, Arc::new(tokio::sync::Mutex::new(rx)));
+        }
+        Connector {
+            binds: binds.to_vec(),
+            queues,
+            receivers: Mutex::new(receivers),
+            held: Mutex::new(HashSet::new()),
+        }
+    }
+
+    /// Hands a message to its carrier's binds; false when none is configured.
+    pub fn hand(&self, carrier_id: i64, job: Job) -> bool {
+        let Some(queue) = self.queues.get(&carrier_id) else {
+            return false;
+        };
+        self.held
+            .lock()
+            .expect("held lock")
+            .insert(job.transaction_id);
+        queue.send(job).is_ok()
+    }
+
+    /// Whether a handed message is still with the connector.
+    pub fn holds(&self, transaction_id: i64) -> bool {
+        self.held
+            .lock()
+            .expect("held lock")
+            .contains(&transaction_id)
+    }
+
+    fn release(&self, transaction_id: i64) {
+        self.held
+            .lock()
+            .expect("held lock")
+            .remove(&transaction_id);
+    }
+}
+
+/// Runs every configured connection and the recorder until `stop` changes;
+/// the connections unbind before this returns.
+pub async fn run(app: Arc<App>, stop: watch::Receiver<bool>) {
+    let binds = app.smpp.binds.clone();
+    if binds.is_empty() {
+        return;
+    }
+    let queues = std::mem::take(&mut *app.smpp.receivers.lock().expect("receivers lock"));
+    let (reports, inbox) = mpsc::unbounded_channel();
+    let mut tasks = tokio::task::JoinSet::new();
+    for bind in binds {
+        let Some(queue) = queues.get(&bind.carrier_id).cloned() else {
+            continue;
+        };
+        for _ in 0..bind.binds.max(1) {
+            tasks.spawn(session::run(
+                app.clone(),
+                bind.clone(),
+                queue.clone(),
+                reports.clone(),
+                stop.clone(),
+            ));
+        }
+    }
+    drop(reports);
+    let recorder = tokio::spawn(record(app.clone(), inbox));
+    while tasks.join_next().await.is_some() {}
+    // Every sender is gone once the connections are: the recorder drains
+    // what is left and ends.
+    let _ = recorder.await;
+}
+
+/// Writes what the connections report, in batches.
+async fn record(app: Arc<App>, mut inbox: mpsc::UnboundedReceiver<Report>) {
+    let mut batch = Vec::with_capacity(BATCH);
+    while inbox.recv_many(&mut batch, BATCH).await > 0 {
+        let reports = std::mem::take(&mut batch);
+        let mut tries = 0;
+        let mut pending = reports;
+        loop {
+            match record_batch(&app, &pending).await {
+                Ok(()) => break,
+                Err(error) if tries < 5 => {
+                    tries += 1;
+                    tracing::warn!(error = %format!("{error:#}"), "recording SMPP results failed, retrying");
+                    tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+                }
+                Err(error) => {
+                    tracing::error!(error = %format!("{error:#}"), "recording SMPP results failed");
+                    break;
+                }
+            }
+        }
+        finish(&app, std::mem::take(&mut pending));
+    }
+}
+
+/// Releases the jobs of a batch and answers its receipts.
+fn finish(app: &App, reports: Vec<Report>) {
+    for report in reports {
+        match report {
+            Report::Done { job, .. } => app.smpp.release(job.transaction_id),
+            Report::Receipt { stored, .. } => {
+                let _ = stored.send(true);
+            }
+        }
+    }
+}
+
+async fn record_batch(app: &App, reports: &[Report]) -> anyhow::Result<()> {
+    let mut accepted = Vec::new();
+    let mut receipts = Vec::new();
+    for report in reports {
+        match report {
+            Report::Done {
+                job,
+                results: Ok(results),
+                ..
+            } => {
+                for result in results {
+                    if let Ok(Some(id)) = &result.outcome {
+                        accepted.push(AcceptedSegment {
+                            transaction_id: job.transaction_id,
+                            segment: result.segment,
+                            total: result.total,
+                            message_id: receipt::normalise_id(id),
+                        });
+                    }
+                }
+            }
+            Report::Done { .. } => {}
+            Report::Receipt { receipt, .. } => receipts.push(ReceiptRow {
+                key: receipt.message_id.clone(),
+                candidates: receipt::candidates(&receipt.message_id),
+                stat: receipt.stat.clone(),
+                delivered: receipt.outcome == receipt::Outcome::Delivered,
+                err: receipt.err.clone(),
+            }),
+        }
+    }
+    let touched = app.store.smpp_record(&accepted, &receipts).await?;
+    let done: HashMap<i64, &Report> = reports
+        .iter()
+        .filter_map(|r| match r {
+            Report::Done { job, .. } => Some((job.transaction_id, r)),
+            Report::Receipt { .. } => None,
+        })
+        .collect();
+    let ids: BTreeSet<i64> = touched.iter().copied().chain(done.keys().copied()).collect();
+    let ids: Vec<i64> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let dues = app.store.smpp_dues(&ids).await?;
+    let progress: HashMap<i64, Vec<SegmentState>> = app
+        .store
+        .smpp_progress(&ids)
+        .await?
+        .into_iter()
+        .map(|(id, _, segments)| (id, segments))
+        .collect();
+    let now = now_ms();
+    let steps: Vec<Step> = dues
+        .iter()
+        .filter_map(|due| {
+            let segments = progress.get(&due.transaction_id).map_or(&[][..], Vec::as_slice);
+            match done.get(&due.transaction_id) {
+                Some(Report::Done {
+                    results, receipts, ..
+                }) if due.stage == "smpp" => Some(after_submit(due, results, *receipts, segments, now)),
+                _ => conclude(due, segments, true),
+            }
+        })
+        .collect();
+    if steps.is_empty() {
+        return Ok(());
+    }
+    let table = app.carrier_table();
+    let applied = app.store.record_steps(&steps).await?;
+    after_commit(app, &table, &applied);
+    Ok(())
+}
+
+/// The step after a job's segments were answered.
+fn after_submit(
+    due: &Due,
+    results: &Result<Vec<SegmentResult>, Failure>,
+    receipts: bool,
+    segments: &[SegmentState],
+    now: i64,
+) -> Step {
+    let failures: Vec<&Failure> = match results {
+        Err(failure) => vec![failure],
+        Ok(results) => results.iter().filter_map(|r| r.outcome.as_ref().err()).collect(),
+    };
+    if let Some(Failure::Barred(status)) = failures.iter().find(|f| matches!(f, Failure::Barred(_))) {
+        let bar = due.carrier_id.map(|id| (due.recipient.clone(), id));
+        let reason = format!("SMSC refused the number as barred: command status 0x{status:08X}");
+        return fail(due, Code::Blacklisted, &reason, bar);
+    }
+    if let Some(Failure::Permanent(reason)) =
+        failures.iter().find(|f| matches!(f, Failure::Permanent(_)))
+    {
+        return fail(due, Code::CarrierFailed, reason, None);
+    }
+    if failures.contains(&&Failure::Expired) {
+        return fail(
+            due,
+            Code::ServerFailed,
+            "the validity period ended before submission",
+            None,
+        );
+    }
+    if failures.iter().any(|f| matches!(f, Failure::Throttled(_) | Failure::Temporary(_))) {
+        return retry(due, now);
+    }
+    if failures.contains(&&Failure::Gone) {
+        // Ended meanwhile: leave it (the step will not apply).
+        return retry(due, now);
+    }
+    conclude(due, segments, receipts).unwrap_or_else(|| retry(due, now))
+}
+
+/// Back to the worker's queue after a back-off with jitter, no later than
+/// the end of the validity period (when the worker fails it 601).
+fn retry(due: &Due, now: i64) -> Step {
+    let exp = FIRST_RETRY_MS.saturating_mul(1 << due.attempts.clamp(1, 20).saturating_sub(1));
+    let delay = exp.min(MAX_RETRY_MS);
+    let jitter = rand::random_range(0..=delay / 2);
+    Step::Advance {
+        transaction_id: due.transaction_id,
+        from_stage: due.stage.clone(),
+        status: None,
+        events: vec!["Retry Scheduled".to_string()],
+        stage: "submit",
+        due_ms: (now + delay / 2 + jitter).min(due.expires_ms),
+    }
+}
+
+/// The transaction's step from its segments, if any is due: failed on a
+/// failed receipt, complete when all are delivered (or all accepted and
+/// no receipts are asked for), sent when all are accepted.
+fn conclude(due: &Due, segments: &[SegmentState], receipts: bool) -> Option<Step> {
+    let total = segments.first().map_or(0, |s| s.total);
+    let accepted = segments.iter().filter(|s| s.accepted).count() as i64;
+    let sent_now = due.stage == "smpp" || due.stage == "submit";
+    if total == 0 || (sent_now && accepted < total) {
+        return None;
+    }
+    if let Some(failed) = segments.iter().find(|s| s.delivered == Some(false)) {
+        let reason = format!("carrier reported {}", failed.receipt);
+        return Some(fail(due, Code::CarrierFailed, &reason, None));
+    }
+    let delivered = segments.iter().filter(|s| s.delivered == Some(true)).count() as i64;
+    let mut events = Vec::new();
+    if sent_now {
+        events.push("SMS Sent".to_string());
+    }
+    if delivered == total || !receipts {
+        if receipts {
+            events.push("Delivery Confirmed".to_string());
+        }
+        events.push("Transaction Complete".to_string());
+        return Some(crate::delivery::complete(due, events));
+    }
+    if !sent_now {
+        return None;
+    }
+    Some(Step::Advance {
+        transaction_id: due.transaction_id,
+        from_stage: due.stage.clone(),
+        status: Some("SENT"),
+        events,
+        stage: "await",
+        due_ms: due.expires_ms,
+    })
+}

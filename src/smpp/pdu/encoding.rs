@@ -1,0 +1,356 @@
+//! Message text as SMPP carries it (GSM 03.38 / 3GPP TS 23.040), pure.
+//!
+//! Outbound, a text goes in the GSM 7-bit default alphabet (`data_coding`
+//! 0x00, one septet per octet, as SMSCs expect over SMPP) when every
+//! character fits, else in UCS-2 (`data_coding` 0x08, UTF-16 big-endian).
+//! A text longer than one segment is cut exactly where
+//! [`crate::domain::message_body`] counts its segments (153 septets or 67
+//! units a part, never splitting an escape pair or a surrogate pair), and
+//! each part starts with a 6-octet user data header: the concatenation
+//! element with an 8-bit reference, the part count and the part number.
+//! Inbound, the same header (8- or 16-bit reference) is recognised and
+//! the text decoded from GSM (unpacked), Latin-1/IA5 or UCS-2.
+//! [`pack_septets`]/[`unpack_septets`] give the packed form for links
+//! that need it.
+
+use crate::domain::message_body::{Encoding, MAX_SEGMENTS, encoding_of};
+
+/// `data_coding` for the SMSC default alphabet (GSM 03.38).
+pub const DATA_CODING_GSM: u8 = 0x00;
+/// `data_coding` for UCS-2.
+pub const DATA_CODING_UCS2: u8 = 0x08;
+
+/// The GSM 03.38 basic table in septet order; 0x1B (the escape) is a
+/// placeholder that never matches a character.
+const BASIC: [char; 128] = [
+    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
+    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{1b}', 'Æ', 'æ', 'ß', 'É', //
+    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
+    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
+    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
+    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
+    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
+    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à',
+];
+
+/// The extension table: (septet after the escape, character).
+const EXTENSION: [(u8, char); 10] = [
+    (0x0A, '\u{c}'),
+    (0x14, '^'),
+    (0x28, '{'),
+    (0x29, '}'),
+    (0x2F, '\\'),
+    (0x3C, '['),
+    (0x3D, '~'),
+    (0x3E, ']'),
+    (0x40, '|'),
+    (0x65, '€'),
+];
+
+const ESCAPE: u8 = 0x1B;
+
+/// A text ready for `submit_sm`: its `data_coding` and one `short_message`
+/// per segment (with its header when there are several).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Encoded {
+    pub data_coding: u8,
+    /// True when the segments carry a user data header (set `esm_class` UDHI).
+    pub udhi: bool,
+    pub segments: Vec<Vec<u8>>,
+}
+
+/// The septets of one character, `None` when it is not in GSM 03.38.
+fn gsm_septets(c: char) -> Option<Vec<u8>> {
+    if c != '\u{1b}'
+        && let Some(at) = BASIC.iter().position(|b| *b == c)
+    {
+        return Some(vec![at as u8]);
+    }
+    EXTENSION
+        .iter()
+        .find(|(_, e)| *e == c)
+        .map(|(code, _)| vec![ESCAPE, *code])
+}
+
+/// The units of every character: GSM septets or UTF-16 code units as bytes.
+fn units_per_char(text: &str, encoding: Encoding) -> Vec<Vec<u8>> {
+    text.chars()
+        .map(|c| match encoding {
+            Encoding::Gsm7 => gsm_septets(c).unwrap_or_else(|| vec![0x3F]),
+            Encoding::Ucs2 => {
+                let mut buf = [0u16; 2];
+                c.encode_utf16(&mut buf)
+                    .iter()
+                    .flat_map(|u| u.to_be_bytes())
+                    .collect()
+            }
+        })
+        .collect()
+}
+
+/// Encodes `text` in segments; `reference` ties the parts of one message
+/// together (keep it the same when a part is sent again).
+pub fn encode(text: &str, reference: u8) -> Encoded {
+    let encoding = encoding_of(text);
+    // Lengths in units: GSM counts septets (one octet each here), UCS-2 counts
+    // 16-bit units (two octets each).
+    let (single, part, unit_bytes, data_coding) = match encoding {
+        Encoding::Gsm7 => (160, 153, 1, DATA_CODING_GSM),
+        Encoding::Ucs2 => (70, 67, 2, DATA_CODING_UCS2),
+    };
+    let chars = units_per_char(text, encoding);
+    let total: usize = chars.iter().map(|c| c.len() / unit_bytes).sum();
+    if total <= single {
+        return Encoded {
+            data_coding,
+            udhi: false,
+            segments: vec![chars.concat()],
+        };
+    }
+    let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
+    for c in chars {
+        let used = parts.last().map_or(0, |p| p.len() / unit_bytes);
+        if used + c.len() / unit_bytes > part {
+            parts.push(Vec::new());
+        }
+        if let Some(last) = parts.last_mut() {
+            last.extend_from_slice(&c);
+        }
+    }
+    let count = parts.len().min(255) as u8;
+    let segments = parts
+        .into_iter()
+        .enumerate()
+        .map(|(i, payload)| {
+            let mut sm = vec![0x05, 0x00, 0x03, reference, count, (i + 1) as u8];
+            sm.extend_from_slice(&payload);
+            sm
+        })
+        .collect();
+    Encoded {
+        data_coding,
+        udhi: true,
+        segments,
+    }
+}
+
+/// The concatenation header of an inbound part.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Concat {
+    pub reference: u16,
+    pub total: u8,
+    pub number: u8,
+}
+
+/// An inbound `short_message` decoded: its concatenation header, if any,
+/// and its text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decoded {
+    pub concat: Option<Concat>,
+    pub text: String,
+}
+
+/// Decodes an inbound `short_message` (`udhi`: the `esm_class` UDHI bit).
+pub fn decode(data_coding: u8, udhi: bool, bytes: &[u8]) -> Decoded {
+    let (concat, payload) = if udhi {
+        split_udh(bytes)
+    } else {
+        (None, bytes)
+    };
+    let text = match data_coding {
+        DATA_CODING_UCS2 => decode_ucs2(payload),
+        // IA5 (ASCII) and Latin-1: one octet, one character.
+        0x01 | 0x03 => payload.iter().map(|b| char::from(*b)).collect(),
+        0x00 | 0xF0..=0xF3 => decode_gsm(payload),
+        _ => String::from_utf8_lossy(payload).into_owned(),
+    };
+    Decoded { concat, text }
+}
+
+/// Separates the user data header from the payload.
+fn split_udh(bytes: &[u8]) -> (Option<Concat>, &[u8]) {
+    let Some(&len) = bytes.first() else {
+        return (None, bytes);
+    };
+    let end = 1 + usize::from(len);
+    if end > bytes.len() {
+        return (None, bytes);
+    }
+    let mut concat = None;
+    let mut at = 1;
+    while at + 1 < end {
+        let (iei, ie_len) = (bytes[at], usize::from(bytes[at + 1]));
+        let data = &bytes[(at + 2).min(end)..(at + 2 + ie_len).min(end)];
+        match (iei, data) {
+            (0x00, [reference, total, number]) => {
+                concat = Some(Concat {
+                    reference: u16::from(*reference),
+                    total: *total,
+                    number: *number,
+                })
+            }
+            (0x08, [hi, lo, total, number]) => {
+                concat = Some(Concat {
+                    reference: u16::from_be_bytes([*hi, *lo]),
+                    total: *total,
+                    number: *number,
+                })
+            }
+            _ => {}
+        }
+        at += 2 + ie_len;
+    }
+    (concat, &bytes[end..])
+}
+
+fn decode_ucs2(bytes: &[u8]) -> String {
+    let units: Vec<u16> = bytes
+        .chunks_exact(2)
+        .map(|p| u16::from_be_bytes([p[0], p[1]]))
+        .collect();
+    String::from_utf16_lossy(&units)
+}
+
+/// Decodes unpacked septets (one per octet).
+pub fn decode_gsm(septets: &[u8]) -> String {
+    let mut text = String::with_capacity(septets.len());
+    let mut escaped = false;
+    for &s in septets {
+        let s = s & 0x7F;
+        if escaped {
+            escaped = false;
+            match EXTENSION.iter().find(|(code, _)| *code == s) {
+                Some((_, c)) => text.push(*c),
+                // An unknown extension shows the basic character (23.038).
+                None => text.push(BASIC[usize::from(s)]),
+            }
+        } else if s == ESCAPE {
+            escaped = true;
+        } else {
+            text.push(BASIC[usize::from(s)]);
+        }
+    }
+    text
+}
+
+/// Packs septets eight to seven octets (3GPP TS 23.038 section 6.1.2.1).
+pub fn pack_septets(septets: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(septets.len() * 7 / 8 + 1);
+    let mut acc: u16 = 0;
+    let mut bits = 0;
+    for &s in septets {
+        acc |= u16::from(s & 0x7F) << bits;
+        bits += 7;
+        while bits >= 8 {
+            out.push((acc & 0xFF) as u8);
+            acc >>= 8;
+            bits -= 8;
+        }
+    }
+    if bits > 0 {
+        out.push((acc & 0xFF) as u8);
+    }
+    out
+}
+
+/// Unpacks `count` septets from packed octets.
+pub fn unpack_septets(octets: &[u8], count: usize) -> Vec<u8> {
+    let mut out = Vec::with_capacity(count);
+    let mut acc: u16 = 0;
+    let mut bits = 0;
+    for &o in octets {
+        acc |= u16::from(o) << bits;
+        bits += 8;
+        while bits >= 7 && out.len() < count {
+            out.push((acc & 0x7F) as u8);
+            acc >>= 7;
+            bits -= 7;
+        }
+    }
+    out
+}
+
+/// The most segments [`encode`] produces for an accepted message.
+pub const fn max_segments() -> usize {
+    MAX_SEGMENTS
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::message_body::MessageBody;
+    use proptest::prelude::*;
+
+    #[test]
+    fn short_gsm_text_is_one_unpacked_segment() {
+        let e = encode("Hi @ 5€", 7);
+        assert_eq!(e.data_coding, 0);
+        assert!(!e.udhi);
+        assert_eq!(e.segments, vec![vec![0x48, 0x69, 0x20, 0x00, 0x20, 0x35, 0x1B, 0x65]]);
+    }
+
+    #[test]
+    fn long_ucs2_text_gets_headers_of_one_reference() {
+        let text = "ж".repeat(150);
+        let e = encode(&text, 42);
+        assert_eq!(e.data_coding, 8);
+        assert!(e.udhi);
+        assert_eq!(e.segments.len(), 3);
+        for (i, s) in e.segments.iter().enumerate() {
+            assert_eq!(&s[..6], &[5, 0, 3, 42, 3, i as u8 + 1]);
+        }
+        assert_eq!(e.segments[0].len(), 6 + 134);
+        assert_eq!(e.segments[2].len(), 6 + 16 * 2);
+    }
+
+    #[test]
+    fn packing_matches_the_textbook_example() {
+        // "hellohello" packed, from 3GPP TS 23.038 examples.
+        let septets: Vec<u8> = "hellohello".bytes().collect();
+        assert_eq!(
+            hex::encode(pack_septets(&septets)),
+            "e8329bfd4697d9ec37"
+        );
+    }
+
+    #[test]
+    fn a_sixteen_bit_reference_is_read() {
+        let bytes = [6, 0x08, 4, 0x12, 0x34, 2, 1, b'h', b'i'];
+        let d = decode(0, true, &bytes);
+        assert_eq!(
+            d.concat,
+            Some(Concat {
+                reference: 0x1234,
+                total: 2,
+                number: 1
+            })
+        );
+        assert_eq!(d.text, "hi");
+    }
+
+    proptest! {
+        #[test]
+        fn segments_agree_with_the_counted_segments(text in any::<String>(), reference in any::<u8>()) {
+            let counted = MessageBody::measure(&text).segments().max(1);
+            prop_assume!(counted <= max_segments());
+            let e = encode(&text, reference);
+            prop_assert_eq!(e.segments.len(), counted);
+            // Every part fits a short_message and decodes back to the text.
+            let mut joined = String::new();
+            for s in &e.segments {
+                prop_assert!(s.len() <= 140 || e.data_coding == DATA_CODING_GSM && s.len() <= 166);
+                let d = decode(e.data_coding, e.udhi, s);
+                prop_assert_eq!(d.concat.map(|c| c.reference), e.udhi.then_some(u16::from(reference)));
+                joined.push_str(&d.text);
+            }
+            prop_assert_eq!(joined, text);
+        }
+
+        #[test]
+        fn packing_round_trips(septets in proptest::collection::vec(0u8..128, 0..400)) {
+            let packed = pack_septets(&septets);
+            prop_assert_eq!(packed.len(), (septets.len() * 7).div_ceil(8));
+            prop_assert_eq!(unpack_septets(&packed, septets.len()), septets);
+        }
+    }
+}

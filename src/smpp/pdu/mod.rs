@@ -1,0 +1,3 @@
+//! Protocol data as SMPP carries it, without I/O.
+
+pub mod encoding;

@@ -1,0 +1,542 @@
+//! One SMPP connection of a bind: connect, bind, keep the link alive,
+//! submit the jobs it takes from its carrier's queue, pass on what the
+//! SMSC sends, and unbind cleanly on shutdown.
+//!
+//! The rusmppc client owns the socket, the sequence numbers and the
+//! enquire_link keep-alive (its interface-version check is turned off to
+//! bind as 3.4). What is ours: the window (a semaphore of `window`
+//! outstanding `submit_sm`), the throughput limit ([`Pace`]: messages a
+//! second, halved for a while after a throttling answer), and reconnection
+//! with exponential back-off and jitter. No lock is held across I/O: the
+//! pace and the reassembly buffer are behind std mutexes taken for a few
+//! instructions; the shared job queue is taken by one connection at a time
+//! only while it waits for the next job.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures_util::StreamExt;
+use futures_util::future::join_all;
+use rand::Rng;
+use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm};
+use rusmpp::tlvs::TlvValue;
+use rusmpp::types::{COctetString, OctetString};
+use rusmpp::values::{
+    DataCoding, EsmClass, InterfaceVersion, MCDeliveryReceipt, Npi, RegisteredDelivery, Ton,
+};
+use rusmpp::{CommandStatus, Pdu};
+use rusmppc::{Client, ConnectionBuilder, Event};
+use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::time::Instant;
+
+use super::pdu::encoding::{self, Concat};
+use super::receipt;
+use super::{Failure, Job, Report, SegmentResult};
+use crate::app::App;
+use crate::config::SmppBind;
+use crate::domain::phone::PhoneNumber;
+use crate::inbound::InboundMessage;
+
+/// The first reconnection delay; each failure doubles it up to [`MAX_BACKOFF`].
+const FIRST_BACKOFF: Duration = Duration::from_millis(200);
+const MAX_BACKOFF: Duration = Duration::from_secs(60);
+/// How long a throttled connection keeps its halved rate.
+const SLOW_FOR: Duration = Duration::from_secs(10);
+/// The rate a connection without a limit falls to when throttled.
+const UNLIMITED_FALLBACK: f64 = 100.0;
+
+/// The jobs of one carrier, shared by its connections.
+pub type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>>;
+
+/// The throughput limit of one connection.
+pub struct Pace {
+    base: Option<f64>,
+    state: Mutex<PaceState>,
+}
+
+struct PaceState {
+    rate: Option<f64>,
+    slow_until: Option<Instant>,
+    next: Instant,
+}
+
+impl Pace {
+    pub fn new(per_second: f64) -> Pace {
+        let base = (per_second > 0.0).then_some(per_second);
+        Pace {
+            base,
+            state: Mutex::new(PaceState {
+                rate: base,
+                slow_until: None,
+                next: Instant::now(),
+            }),
+        }
+    }
+
+    /// Waits for the next slot.
+    pub async fn wait(&self) {
+        let at = {
+            let mut state = self.state.lock().expect("pace lock");
+            let now = Instant::now();
+            if state.slow_until.is_some_and(|until| now >= until) {
+                state.slow_until = None;
+                state.rate = self.base;
+            }
+            let Some(rate) = state.rate else {
+                return;
+            };
+            let at = state.next.max(now);
+            state.next = at + Duration::from_secs_f64(1.0 / rate);
+            at
+        };
+        tokio::time::sleep_until(at).await;
+    }
+
+    /// Halves the rate for a while (the SMSC said throttled or queue full).
+    pub fn slow_down(&self) {
+        let mut state = self.state.lock().expect("pace lock");
+        let current = state.rate.unwrap_or(UNLIMITED_FALLBACK);
+        state.rate = Some((current / 2.0).max(1.0));
+        state.slow_until = Some(Instant::now() + SLOW_FOR);
+    }
+}
+
+/// Runs one connection of `bind` until `stop` changes.
+pub async fn run(
+    app: Arc<App>,
+    bind: SmppBind,
+    queue: Queue,
+    reports: mpsc::UnboundedSender<Report>,
+    mut stop: watch::Receiver<bool>,
+) {
+    let pace = Arc::new(Pace::new(bind.max_per_second));
+    let window = Arc::new(Semaphore::new(bind.window.max(1)));
+    let parts = Arc::new(Mutex::new(Parts::default()));
+    let mut failures = 0u32;
+    loop {
+        if *stop.borrow() {
+            return;
+        }
+        match connect(&bind).await {
+            Ok((client, events)) => {
+                failures = 0;
+                tracing::info!(host = %bind.host, port = bind.port, "SMPP bound");
+                let link = Link {
+                    app: app.clone(),
+                    bind: bind.clone(),
+                    client,
+                    pace: pace.clone(),
+                    window: window.clone(),
+                    reports: reports.clone(),
+                    parts: parts.clone(),
+                };
+                if link.serve(events, &queue, &mut stop).await {
+                    return;
+                }
+                tracing::warn!(host = %bind.host, port = bind.port, "SMPP connection lost");
+            }
+            Err(error) => {
+                failures += 1;
+                tracing::warn!(host = %bind.host, port = bind.port, %error, "SMPP bind failed");
+            }
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(backoff(failures)) => {}
+            _ = stop.changed() => return,
+        }
+    }
+}
+
+/// Exponential back-off with full jitter in its upper half.
+pub fn backoff(failures: u32) -> Duration {
+    let exp = FIRST_BACKOFF.saturating_mul(1u32 << failures.min(16));
+    let cap = exp.min(MAX_BACKOFF);
+    let half = cap / 2;
+    half + half.mul_f64(rand::rng().random::<f64>())
+}
+
+type Events = Box<dyn futures_util::Stream<Item = Event> + Unpin + Send>;
+
+/// Opens the TCP connection and binds.
+async fn connect(bind: &SmppBind) -> anyhow::Result<(Client, Events)> {
+    let address = format!("{}:{}", bind.host, bind.port);
+    let stream = tokio::time::timeout(
+        Duration::from_secs(10),
+        tokio::net::TcpStream::connect(&address),
+    )
+    .await
+    .map_err(|_| anyhow::anyhow!("connecting to {address} timed out"))??;
+    let (client, events) = ConnectionBuilder::new()
+        .with_interface_version_check(false)
+        .enquire_link_interval(Duration::from_secs(bind.enquire_link_secs.max(1)))
+        .response_timeout(Duration::from_secs(bind.response_timeout_secs.max(1)))
+        .max_command_length(64 * 1024)
+        .connected(stream);
+    let version = if bind.version == "5.0" {
+        InterfaceVersion::Smpp5_0
+    } else {
+        InterfaceVersion::Smpp3_4
+    };
+    let system_id = COctetString::from_str(&bind.system_id)?;
+    let password = COctetString::from_str(&bind.password)?;
+    let system_type = COctetString::from_str(&bind.system_type)?;
+    let (ton, npi) = (Ton::Unknown, Npi::Unknown);
+    let range = COctetString::empty();
+    let bound = match bind.bind.as_str() {
+        "transmitter" => client
+            .bind_transmitter(BindTransmitter::new(
+                system_id,
+                password,
+                system_type,
+                version,
+                ton,
+                npi,
+                range,
+            ))
+            .await
+            .map(|_| ()),
+        "receiver" => client
+            .bind_receiver(BindReceiver::new(
+                system_id,
+                password,
+                system_type,
+                version,
+                ton,
+                npi,
+                range,
+            ))
+            .await
+            .map(|_| ()),
+        _ => client
+            .bind_transceiver(BindTransceiver::new(
+                system_id,
+                password,
+                system_type,
+                version,
+                ton,
+                npi,
+                range,
+            ))
+            .await
+            .map(|_| ()),
+    };
+    if let Err(error) = bound {
+        let _ = client.close().await;
+        return Err(error.into());
+    }
+    Ok((client, Box::new(events)))
+}
+
+/// Parts of concatenated inbound messages, waiting for the rest. Their
+/// `deliver_sm` are answered once the whole message is stored.
+#[derive(Default)]
+struct Parts {
+    waiting: HashMap<(String, String, u16, u8), Vec<(u8, String, u32)>>,
+}
+
+/// A bound connection.
+struct Link {
+    app: Arc<App>,
+    bind: SmppBind,
+    client: Client,
+    pace: Arc<Pace>,
+    window: Arc<Semaphore>,
+    reports: mpsc::UnboundedSender<Report>,
+    parts: Arc<Mutex<Parts>>,
+}
+
+impl Link {
+    /// Serves until the connection ends (false) or `stop` changes (true,
+    /// after unbinding).
+    async fn serve(self, mut events: Events, queue: &Queue, stop: &mut watch::Receiver<bool>) -> bool {
+        let link = Arc::new(self);
+        let submits = link.bind.bind != "receiver";
+        loop {
+            tokio::select! {
+                _ = stop.changed() => {
+                    link.unbind().await;
+                    return true;
+                }
+                event = events.next() => match event {
+                    Some(Event::Incoming(command)) => {
+                        if !link.incoming(command).await {
+                            return false;
+                        }
+                    }
+                    Some(Event::Error(error)) => {
+                        tracing::warn!(%error, "SMPP connection error");
+                    }
+                    None => return false,
+                },
+                job = next_job(queue, &link.window), if submits => {
+                    let Some(job) = job else { return false };
+                    tokio::spawn(link.clone().submit(job));
+                }
+            }
+        }
+    }
+
+    async fn unbind(&self) {
+        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.unbind()).await;
+        let _ = self.client.close().await;
+        tracing::info!(host = %self.bind.host, port = self.bind.port, "SMPP unbound");
+    }
+
+    /// Handles a command from the SMSC; false when the SMSC unbinds.
+    async fn incoming(self: &Arc<Self>, command: rusmpp::Command) -> bool {
+        let sequence = command.sequence_number();
+        match command.pdu() {
+            Some(Pdu::DeliverSm(deliver)) => {
+                tokio::spawn(self.clone().deliver(sequence, deliver.clone()));
+                true
+            }
+            Some(Pdu::Unbind) => {
+                let _ = self.client.unbind_resp(sequence).await;
+                let _ = self.client.close().await;
+                false
+            }
+            _ => true,
+        }
+    }
+
+    /// Submits the segments of one message not accepted yet, then reports.
+    async fn submit(self: Arc<Self>, job: Job) {
+        let results = self.submit_segments(&job).await;
+        let _ = self.reports.send(Report::Done {
+            job,
+            results,
+            receipts: self.bind.registered_delivery,
+        });
+    }
+
+    async fn submit_segments(&self, job: &Job) -> Result<Vec<SegmentResult>, Failure> {
+        if crate::store::now_ms() >= job.expires_ms {
+            return Err(Failure::Expired);
+        }
+        let message = match self.app.store.smpp_message(job.transaction_id).await {
+            Ok(Some(message)) => message,
+            Ok(None) => return Err(Failure::Gone),
+            Err(error) => return Err(Failure::Temporary(format!("store: {error}"))),
+        };
+        // The reference stays the same on every attempt, so a handset can
+        // join parts sent in different attempts.
+        let encoded = encoding::encode(&message.body, (job.transaction_id & 0xFF) as u8);
+        let total = encoded.segments.len() as i64;
+        let sends = encoded.segments.iter().enumerate().map(|(i, short)| {
+            let segment = i as i64 + 1;
+            let done = message.accepted.contains(&segment);
+            let pdu = self.submit_sm(&message.sender, &message.recipient, &encoded, short);
+            async move {
+                if done {
+                    return SegmentResult { segment, total, outcome: Ok(None) };
+                }
+                let outcome = match pdu {
+                    Ok(pdu) => self.send_one(pdu).await.map(Some),
+                    Err(error) => Err(Failure::Permanent(error)),
+                };
+                SegmentResult { segment, total, outcome }
+            }
+        });
+        Ok(join_all(sends).await)
+    }
+
+    /// One `submit_sm` within the window and the pace.
+    async fn send_one(&self, pdu: SubmitSm) -> Result<String, Failure> {
+        let Ok(_permit) = self.window.acquire().await else {
+            return Err(Failure::Temporary("the connection is closing".into()));
+        };
+        self.pace.wait().await;
+        match self.client.submit_sm(pdu).await {
+            Ok(response) => Ok(response.message_id().to_string()),
+            Err(error) => {
+                let failure = Failure::of(&error);
+                if matches!(failure, Failure::Throttled(_)) {
+                    self.pace.slow_down();
+                }
+                Err(failure)
+            }
+        }
+    }
+
+    fn submit_sm(
+        &self,
+        sender: &str,
+        recipient: &str,
+        encoded: &encoding::Encoded,
+        short: &[u8],
+    ) -> Result<SubmitSm, String> {
+        let source = COctetString::from_str(sender).map_err(|e| format!("source address: {e}"))?;
+        let dest = COctetString::from_str(recipient).map_err(|e| format!("destination: {e}"))?;
+        let short = OctetString::from_slice(short).map_err(|e| format!("short message: {e}"))?;
+        let mut esm = EsmClass::default();
+        if encoded.udhi {
+            esm = esm.with_udhi_indicator();
+        }
+        let receipt = if self.bind.registered_delivery {
+            MCDeliveryReceipt::McDeliveryReceiptRequestedWhereFinalDeliveryOutcomeIsSuccessOrFailure
+        } else {
+            MCDeliveryReceipt::NoMcDeliveryReceiptRequested
+        };
+        Ok(SubmitSm::builder()
+            .source_addr_ton(Ton::from(self.bind.source_ton))
+            .source_addr_npi(Npi::from(self.bind.source_npi))
+            .source_addr(source)
+            .dest_addr_ton(Ton::from(self.bind.dest_ton))
+            .dest_addr_npi(Npi::from(self.bind.dest_npi))
+            .destination_addr(dest)
+            .esm_class(esm)
+            .registered_delivery(RegisteredDelivery::from(u8::from(receipt)))
+            .data_coding(DataCoding::from(encoded.data_coding))
+            .short_message(short)
+            .build())
+    }
+
+    /// A `deliver_sm`: a receipt, or a message from a phone. It is answered
+    /// only once what it says is stored.
+    async fn deliver(self: Arc<Self>, sequence: u32, deliver: DeliverSm) {
+        let esm = u8::from(deliver.esm_class);
+        let mut receipted_id = None;
+        let mut state = None;
+        for tlv in deliver.tlvs() {
+            match tlv.value() {
+                Some(TlvValue::ReceiptedMessageId(id)) => receipted_id = Some(id.to_string()),
+                Some(TlvValue::MessageState(s)) => state = Some(u8::from(*s)),
+                _ => {}
+            }
+        }
+        // esm_class bits 2-5: 0x04 MC delivery receipt, 0x20 intermediate.
+        let is_receipt = esm & 0x3C != 0 || receipted_id.is_some();
+        let status = if is_receipt {
+            self.receipt(receipted_id.as_deref(), state, deliver.short_message().as_ref())
+                .await
+        } else {
+            match self.message(sequence, &deliver).await {
+                Some(status) => status,
+                // A part of a longer message: answered with the last part.
+                None => return,
+            }
+        };
+        self.answer(sequence, status).await;
+    }
+
+    async fn answer(&self, sequence: u32, status: CommandStatus) {
+        let resp = DeliverSmResp::builder().message_id(COctetString::empty()).build();
+        let sent = if status == CommandStatus::EsmeRok {
+            self.client.deliver_sm_resp(sequence, resp).await
+        } else {
+            self.client.status(status).deliver_sm_resp(sequence, resp).await
+        };
+        if let Err(error) = sent {
+            tracing::warn!(%error, "cannot answer deliver_sm");
+        }
+    }
+
+    async fn receipt(&self, id: Option<&str>, state: Option<u8>, text: &[u8]) -> CommandStatus {
+        let Some(parsed) = receipt::parse(id, state, text) else {
+            tracing::warn!("a delivery receipt without a message id was ignored");
+            return CommandStatus::EsmeRok;
+        };
+        if parsed.outcome == receipt::Outcome::Intermediate {
+            return CommandStatus::EsmeRok;
+        }
+        let (stored, done) = oneshot::channel();
+        if self.reports.send(Report::Receipt { receipt: parsed, stored }).is_err() {
+            return CommandStatus::EsmeRsyserr;
+        }
+        match done.await {
+            Ok(true) => CommandStatus::EsmeRok,
+            _ => CommandStatus::EsmeRsyserr,
+        }
+    }
+
+    /// Stores a message from a phone once all its parts are here; `None`
+    /// while parts are missing.
+    async fn message(&self, sequence: u32, deliver: &DeliverSm) -> Option<CommandStatus> {
+        let udhi = u8::from(deliver.esm_class) & 0x40 != 0;
+        let decoded = encoding::decode(
+            u8::from(deliver.data_coding),
+            udhi,
+            deliver.short_message().as_ref(),
+        );
+        let from = deliver.source_addr.to_string();
+        let to = deliver.destination_addr.to_string();
+        let (text, sequences) = match decoded.concat {
+            Some(concat) if concat.total > 1 => {
+                self.join(&from, &to, concat, decoded.text, sequence)?
+            }
+            _ => (decoded.text, Vec::new()),
+        };
+        let status = self.store_message(&from, &to, text).await;
+        for other in sequences {
+            self.answer(other, status).await;
+        }
+        Some(status)
+    }
+
+    /// Adds a part; returns the whole text and the other parts' sequence
+    /// numbers once every part is here.
+    fn join(
+        &self,
+        from: &str,
+        to: &str,
+        concat: Concat,
+        text: String,
+        sequence: u32,
+    ) -> Option<(String, Vec<u32>)> {
+        let key = (from.to_string(), to.to_string(), concat.reference, concat.total);
+        let mut parts = self.parts.lock().expect("parts lock");
+        let list = parts.waiting.entry(key.clone()).or_default();
+        list.retain(|(n, _, _)| *n != concat.number);
+        list.push((concat.number, text, sequence));
+        if list.len() < usize::from(concat.total) {
+            return None;
+        }
+        let mut list = parts.waiting.remove(&key)?;
+        list.sort_by_key(|(n, _, _)| *n);
+        let others = list
+            .iter()
+            .filter(|(_, _, s)| *s != sequence)
+            .map(|(_, _, s)| *s)
+            .collect();
+        Some((list.into_iter().map(|(_, t, _)| t).collect(), others))
+    }
+
+    async fn store_message(&self, from: &str, to: &str, text: String) -> CommandStatus {
+        let Ok(from) = PhoneNumber::parse(from, self.app.region) else {
+            return CommandStatus::EsmeRinvsrcadr;
+        };
+        let table = self.app.carrier_table();
+        let message = InboundMessage {
+            from,
+            to: to.to_string(),
+            text,
+            subject: String::new(),
+            images: Vec::new(),
+        };
+        match crate::inbound::receive(&self.app.store, &self.app.config, &table, message).await {
+            Ok(received) => {
+                if received.webhooks > 0 {
+                    self.app.webhook_wake.notify_one();
+                }
+                if received.reply_message_id.is_some() {
+                    self.app.delivery_wake.notify_one();
+                }
+                CommandStatus::EsmeRok
+            }
+            Err(error) => {
+                tracing::warn!(error = %format!("{error:#}"), "cannot store an inbound message");
+                CommandStatus::EsmeRsyserr
+            }
+        }
+    }
+}
+
+/// The next job, once the window has room.
+async fn next_job(queue: &Queue, window: &Arc<Semaphore>) -> Option<Job> {
+    // Wait for room first, so jobs stay in the shared queue for another
+    // connection while this one is full.
+    drop(window.acquire().await.ok()?);
+    queue.lock().await.recv().await
+}

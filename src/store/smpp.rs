@@ -1,0 +1,299 @@
+//! What the SMSC said of messages sent over SMPP (spec section 7): the id
+//! it gave each segment, each segment's receipt, and receipts that arrived
+//! before the id they name was recorded (kept until it is, never dropped).
+
+use std::collections::BTreeSet;
+
+use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+
+use super::delivery::Due;
+use super::{Store, now_ms};
+
+/// A message to submit: its text and what was already accepted of it.
+#[derive(Debug, Clone)]
+pub struct SmppMessage {
+    pub sender: String,
+    pub recipient: String,
+    pub body: String,
+    /// Segments (1-based) the SMSC already accepted: never sent again.
+    pub accepted: Vec<i64>,
+}
+
+/// A segment the SMSC accepted, with its id normalised.
+#[derive(Debug, Clone)]
+pub struct AcceptedSegment {
+    pub transaction_id: i64,
+    pub segment: i64,
+    pub total: i64,
+    pub message_id: String,
+}
+
+/// A final receipt to match: the id as written and every reading of it.
+#[derive(Debug, Clone)]
+pub struct ReceiptRow {
+    pub key: String,
+    pub candidates: Vec<String>,
+    pub stat: String,
+    pub delivered: bool,
+    pub err: String,
+}
+
+/// One segment's state.
+#[derive(Debug, Clone)]
+pub struct SegmentState {
+    pub segment: i64,
+    pub total: i64,
+    pub accepted: bool,
+    /// `None` until a final receipt came.
+    pub delivered: Option<bool>,
+    pub receipt: String,
+}
+
+impl Store {
+    /// The message of a transaction still queued for delivery.
+    pub async fn smpp_message(&self, transaction_id: i64) -> sqlx::Result<Option<SmppMessage>> {
+        let row = sqlx::query(
+            "SELECT t.sender, t.recipient, COALESCE(t.body, '') AS body FROM transactions t
+             JOIN deliveries d ON d.transaction_id = t.id WHERE t.id = $1",
+        )
+        .bind(transaction_id)
+        .fetch_optional(&self.pool)
+        .await?;
+        let Some(row) = row else {
+            return Ok(None);
+        };
+        let accepted: Vec<i64> = sqlx::query_scalar(
+            "SELECT segment FROM smpp_segments
+             WHERE transaction_id = $1 AND message_id IS NOT NULL ORDER BY segment",
+        )
+        .bind(transaction_id)
+        .fetch_all(&self.pool)
+        .await?;
+        Ok(Some(SmppMessage {
+            sender: row.try_get("sender")?,
+            recipient: row.try_get("recipient")?,
+            body: row.try_get("body")?,
+            accepted,
+        }))
+    }
+
+    /// Records accepted segments and final receipts in one commit: a
+    /// receipt whose id is not known yet is kept, and applied when the id
+    /// is recorded. Returns the transactions whose segments changed.
+    pub async fn smpp_record(
+        &self,
+        accepted: &[AcceptedSegment],
+        receipts: &[ReceiptRow],
+    ) -> sqlx::Result<BTreeSet<i64>> {
+        let now = now_ms();
+        let mut touched = BTreeSet::new();
+        let mut tx = self.writer.begin().await?;
+        for segment in accepted {
+            sqlx::query(
+                "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, accepted_ms)
+                 VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (transaction_id, segment)
+                 DO UPDATE SET message_id = excluded.message_id, total = excluded.total,
+                               accepted_ms = excluded.accepted_ms",
+            )
+            .bind(segment.transaction_id)
+            .bind(segment.segment)
+            .bind(segment.total)
+            .bind(&segment.message_id)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+            touched.insert(segment.transaction_id);
+            apply_pending(&mut tx, segment).await?;
+        }
+        for receipt in receipts {
+            match find_segment(&mut tx, &receipt.candidates).await? {
+                Some((transaction_id, segment)) => {
+                    set_receipt(
+                        &mut tx,
+                        transaction_id,
+                        segment,
+                        &receipt.stat,
+                        receipt.delivered,
+                    )
+                    .await?;
+                    touched.insert(transaction_id);
+                }
+                None => keep_pending(&mut tx, receipt, now).await?,
+            }
+        }
+        tx.commit().await?;
+        Ok(touched)
+    }
+
+    /// Every segment known of these transactions, with the delivery stage
+    /// each is in (`None` once it ended).
+    pub async fn smpp_progress(
+        &self,
+        ids: &[i64],
+    ) -> sqlx::Result<Vec<(i64, Option<String>, Vec<SegmentState>)>> {
+        let mut out: Vec<(i64, Option<String>, Vec<SegmentState>)> = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT s.transaction_id, d.stage, s.segment, s.total, s.message_id, s.receipt,
+                 s.delivered FROM smpp_segments s
+                 LEFT JOIN deliveries d ON d.transaction_id = s.transaction_id
+                 WHERE s.transaction_id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            select.push(") ORDER BY s.transaction_id, s.segment");
+            for row in select.build().fetch_all(&self.pool).await? {
+                let id: i64 = row.try_get("transaction_id")?;
+                let state = SegmentState {
+                    segment: row.try_get("segment")?,
+                    total: row.try_get("total")?,
+                    accepted: row.try_get::<Option<String>, _>("message_id")?.is_some(),
+                    delivered: row.try_get::<Option<i64>, _>("delivered")?.map(|d| d == 1),
+                    receipt: row.try_get("receipt")?,
+                };
+                match out.last_mut() {
+                    Some((last, _, segments)) if *last == id => segments.push(state),
+                    _ => out.push((id, row.try_get("stage")?, vec![state])),
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// The delivery of each of these transactions that is still queued,
+    /// as the worker would claim it (without claiming it).
+    pub async fn smpp_dues(&self, ids: &[i64]) -> sqlx::Result<Vec<Due>> {
+        let mut dues = Vec::new();
+        for chunk in ids.chunks(500) {
+            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT d.transaction_id, d.stage, d.expires_ms, d.attempts, t.hash, t.client_id,
+                 t.campaign_id, t.recipient, t.kind, t.carrier_id, t.callback, t.udp, t.blast_id
+                 FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
+                 WHERE d.transaction_id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            for row in select.build().fetch_all(&self.pool).await? {
+                dues.push(Due {
+                    transaction_id: row.try_get("transaction_id")?,
+                    stage: row.try_get("stage")?,
+                    expires_ms: row.try_get("expires_ms")?,
+                    attempts: row.try_get("attempts")?,
+                    hash: row.try_get("hash")?,
+                    client_id: row.try_get("client_id")?,
+                    campaign_id: row.try_get("campaign_id")?,
+                    recipient: row.try_get("recipient")?,
+                    kind: row.try_get("kind")?,
+                    carrier_id: row.try_get("carrier_id")?,
+                    callback: row.try_get("callback")?,
+                    udp: row.try_get("udp")?,
+                    blast_id: row.try_get("blast_id")?,
+                });
+            }
+        }
+        Ok(dues)
+    }
+
+    /// Receipts still waiting for the id they name.
+    pub async fn smpp_pending_receipts(&self) -> sqlx::Result<i64> {
+        sqlx::query_scalar("SELECT COUNT(DISTINCT receipt_key) FROM smpp_pending_receipts")
+            .fetch_one(&self.pool)
+            .await
+    }
+}
+
+/// The segment an id names, trying each reading in order.
+async fn find_segment(
+    tx: &mut SqliteConnection,
+    candidates: &[String],
+) -> sqlx::Result<Option<(i64, i64)>> {
+    for candidate in candidates {
+        let found: Option<(i64, i64)> = sqlx::query_as(
+            "SELECT transaction_id, segment FROM smpp_segments WHERE message_id = $1
+             ORDER BY accepted_ms DESC LIMIT 1",
+        )
+        .bind(candidate)
+        .fetch_optional(&mut *tx)
+        .await?;
+        if found.is_some() {
+            return Ok(found);
+        }
+    }
+    Ok(None)
+}
+
+async fn set_receipt(
+    tx: &mut SqliteConnection,
+    transaction_id: i64,
+    segment: i64,
+    stat: &str,
+    delivered: bool,
+) -> sqlx::Result<()> {
+    sqlx::query(
+        "UPDATE smpp_segments SET receipt = $1, delivered = $2
+         WHERE transaction_id = $3 AND segment = $4",
+    )
+    .bind(stat)
+    .bind(i64::from(delivered))
+    .bind(transaction_id)
+    .bind(segment)
+    .execute(&mut *tx)
+    .await?;
+    Ok(())
+}
+
+async fn keep_pending(
+    tx: &mut SqliteConnection,
+    receipt: &ReceiptRow,
+    now: i64,
+) -> sqlx::Result<()> {
+    for candidate in &receipt.candidates {
+        sqlx::query(
+            "INSERT INTO smpp_pending_receipts
+             (candidate, receipt_key, stat, delivered, err, received_ms)
+             VALUES ($1, $2, $3, $4, $5, $6)",
+        )
+        .bind(candidate)
+        .bind(&receipt.key)
+        .bind(&receipt.stat)
+        .bind(i64::from(receipt.delivered))
+        .bind(&receipt.err)
+        .bind(now)
+        .execute(&mut *tx)
+        .await?;
+    }
+    Ok(())
+}
+
+/// Applies a receipt that came before this segment's id was recorded.
+async fn apply_pending(tx: &mut SqliteConnection, segment: &AcceptedSegment) -> sqlx::Result<()> {
+    let pending: Option<(String, String, i64)> = sqlx::query_as(
+        "SELECT receipt_key, stat, delivered FROM smpp_pending_receipts
+         WHERE candidate = $1 ORDER BY received_ms LIMIT 1",
+    )
+    .bind(&segment.message_id)
+    .fetch_optional(&mut *tx)
+    .await?;
+    let Some((key, stat, delivered)) = pending else {
+        return Ok(());
+    };
+    set_receipt(
+        tx,
+        segment.transaction_id,
+        segment.segment,
+        &stat,
+        delivered == 1,
+    )
+    .await?;
+    sqlx::query("DELETE FROM smpp_pending_receipts WHERE receipt_key = $1")
+        .bind(&key)
+        .execute(&mut *tx)
+        .await?;
+    Ok(())
+}
