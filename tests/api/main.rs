@@ -13,6 +13,7 @@ mod list;
 mod media;
 mod promo;
 mod protocol;
+mod smpp;
 mod system;
 mod tls;
 mod transaction;

@@ -1,0 +1,432 @@
+//! The `smpp` connector (spec section 7) over the real server and a fake
+//! SMSC: submits, segments, receipts, command statuses, reconnection,
+//! validity expiry, and messages from phones.
+
+use std::time::{Duration, Instant};
+
+use moms::config::Config;
+use moms::store::sends::NewTransaction;
+use serde_json::Value;
+
+use crate::common::smsc::{Answer, Smsc};
+use crate::common::*;
+
+/// A callback URL nothing listens on: queued callbacks stay in the table.
+const HOOK: &str = "http://127.0.0.1:9/mo";
+
+/// The server with carrier 2 (every `+1` number) on the SMPP connector,
+/// bound to `smsc`.
+async fn server_with(smsc: &Smsc, change: impl FnOnce(&mut Config)) -> Server {
+    let bind = smsc.bind(2);
+    let server = Server::start_with(|c| {
+        c.smpp.push(bind);
+        change(c);
+    })
+    .await;
+    sqlx::query(
+        "INSERT INTO carriers (id, name, prefixes, served, mms, connector)
+         VALUES (2, 'SMSC Wireless', '1', 1, 0, 'smpp')",
+    )
+    .execute(&server.app.store.writer)
+    .await
+    .unwrap();
+    server.app.reload().await.unwrap();
+    smsc.wait_bound().await;
+    server
+}
+
+async fn campaign(server: &Server, creds: &Creds) -> String {
+    let campaign = campaign_settings(creds, "Alerts");
+    let id = server
+        .app
+        .store
+        .create_campaign(&campaign, None)
+        .await
+        .unwrap();
+    id.to_string()
+}
+
+/// Sends `message` to `to`; returns (message_id, hash).
+async fn send(server: &Server, creds: &Creds, campaign: &str, to: &str, message: &str) -> (String, String) {
+    let resp = server
+        .call(
+            creds,
+            "transaction.send",
+            &[("campaign_id", campaign), ("to", to), ("message", message)],
+        )
+        .await;
+    assert_code(&resp, 1);
+    let xml = resp.xml();
+    (
+        xml.text_of("message_id").to_string(),
+        xml.text_of("hash").to_string(),
+    )
+}
+
+/// Polls transaction.lookup (XML) until the status is `status`; returns
+/// the history events.
+async fn until_status(server: &Server, creds: &Creds, id: &str, hash: &str, status: &str) -> Vec<String> {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let xml = server
+            .call(creds, "transaction.lookup", &[("message_id", id), ("hash", hash)])
+            .await
+            .xml();
+        if xml.cdata_of("status") == status {
+            return xml
+                .child("history")
+                .all("event")
+                .iter()
+                .map(|e| e.text.clone())
+                .collect();
+        }
+        assert!(
+            Instant::now() < deadline,
+            "status never became {status}: {xml:?}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
+
+/// The final code of a transaction.
+async fn code_of(server: &Server, id: &str) -> i64 {
+    sqlx::query_scalar("SELECT code FROM transactions WHERE id = $1")
+        .bind(id.parse::<i64>().unwrap())
+        .fetch_one(&server.app.store.pool)
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_message_is_delivered_complete_with_its_history_and_the_bind_unbinds_on_stop() {
+    let smsc = Smsc::start().await;
+    let server = server_with(&smsc, |_| {}).await;
+    assert_eq!(smsc.binds(), vec![(0x34, "moms".to_string())]);
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let (id, hash) = send(&server, &creds, &campaign, "+1 310 867 5309", "Hello @ 5€").await;
+    let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
+    assert_eq!(
+        events,
+        [
+            "Transaction Created",
+            "Transaction Queued",
+            "SMS Sent",
+            "Delivery Confirmed",
+            "Transaction Complete"
+        ]
+    );
+    assert_eq!(code_of(&server, &id).await, 1);
+    let submits = smsc.submits();
+    assert_eq!(submits.len(), 1);
+    assert_eq!(submits[0].destination, "13108675309");
+    assert_eq!(submits[0].data_coding, 0);
+    assert_eq!(submits[0].short_message, b"Hello \x00 5\x1b\x65");
+
+    let json: Value = server
+        .call_json(&creds, "transaction.lookup", &[("message_id", &id), ("hash", &hash)])
+        .await;
+    assert_eq!(json["response"]["transaction"]["status"], "COMPLETE");
+    assert_eq!(json["response"]["transaction"]["history"][2]["event"], "SMS Sent");
+
+    server.stop().await;
+    assert_eq!(smsc.unbinds(), 1, "a clean unbind on shutdown");
+}
+
+#[tokio::test]
+async fn a_long_ucs2_message_goes_as_three_segments_and_completes_once() {
+    let smsc = Smsc::start().await;
+    // Hex ids in the responses, decimal ids in the receipts.
+    smsc.set(|b| {
+        b.hex_ids = true;
+        b.receipt_id_decimal = true;
+    });
+    let server = server_with(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let text = "Привет ".repeat(25); // 175 UCS-2 units: 3 segments
+    let (id, hash) = send(&server, &creds, &campaign, "13108675309", &text).await;
+    let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
+    assert_eq!(events.iter().filter(|e| *e == "SMS Sent").count(), 1);
+    assert_eq!(events.iter().filter(|e| *e == "Transaction Complete").count(), 1);
+    let submits = smsc.submits();
+    assert_eq!(submits.len(), 3);
+    let mut numbers: Vec<u8> = Vec::new();
+    let mut joined = Vec::new();
+    for s in &submits {
+        assert_eq!(s.data_coding, 8);
+        assert_eq!(s.esm_class & 0x40, 0x40, "UDHI set");
+        let udh = &s.short_message[..6];
+        assert_eq!(&udh[..3], &[5, 0, 3]);
+        assert_eq!(udh[3], submits[0].short_message[3], "one reference");
+        assert_eq!(udh[4], 3);
+        numbers.push(udh[5]);
+        joined.push((udh[5], s.short_message[6..].to_vec()));
+    }
+    numbers.sort();
+    assert_eq!(numbers, [1, 2, 3]);
+    joined.sort();
+    let units: Vec<u16> = joined
+        .iter()
+        .flat_map(|(_, b)| b.chunks(2).map(|p| u16::from_be_bytes([p[0], p[1]])))
+        .collect();
+    assert_eq!(String::from_utf16(&units).unwrap(), text);
+}
+
+#[tokio::test]
+async fn a_receipt_before_its_response_is_kept_and_applied() {
+    let smsc = Smsc::start().await;
+    smsc.set(|b| {
+        b.receipt_first = true;
+        b.receipt_tlvs = true;
+    });
+    let server = server_with(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let (id, hash) = send(&server, &creds, &campaign, "13108675309", "early receipt").await;
+    let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
+    assert!(events.contains(&"Delivery Confirmed".to_string()), "{events:?}");
+    let pending = server.app.store.smpp_pending_receipts().await.unwrap();
+    assert_eq!(pending, 0, "the early receipt was applied, not left waiting");
+    // Every receipt was answered, and only once it was stored.
+    let acks = smsc.acks();
+    assert_eq!(acks.len(), 1);
+    assert_eq!(acks[0].1, 0);
+}
+
+#[tokio::test]
+async fn a_failed_receipt_ends_600() {
+    let smsc = Smsc::start().await;
+    smsc.set(|b| b.receipt = Some("UNDELIV".into()));
+    let server = server_with(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let (id, hash) = send(&server, &creds, &campaign, "13108675309", "nobody home").await;
+    let events = until_status(&server, &creds, &id, &hash, "FAILED").await;
+    assert_eq!(code_of(&server, &id).await, 600);
+    assert_eq!(
+        events.last().unwrap(),
+        "Transaction Terminated (600): carrier reported UNDELIV"
+    );
+}
+
+#[tokio::test]
+async fn throttling_slows_the_bind_down_and_the_message_still_goes() {
+    let smsc = Smsc::start().await;
+    smsc.set(|b| b.answers = [Answer::Status(0x58), Answer::Status(0x14)].into());
+    let server = server_with(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let (id, hash) = send(&server, &creds, &campaign, "13108675309", "slowly").await;
+    let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
+    assert_eq!(events.iter().filter(|e| *e == "Retry Scheduled").count(), 2, "{events:?}");
+    let submits = smsc.submits();
+    assert_eq!(submits.len(), 3);
+    assert_eq!(submits.iter().filter(|s| s.id.is_some()).count(), 1);
+}
+
+#[tokio::test]
+async fn a_dropped_connection_loses_nothing_and_resends_only_what_was_not_acknowledged() {
+    let smsc = Smsc::start().await;
+    smsc.set(|b| {
+        b.receipt = None;
+        b.answers = [Answer::Accept, Answer::Accept, Answer::Drop].into();
+    });
+    let mut bind_change = |c: &mut Config| c.smpp[0].registered_delivery = false;
+    let server = server_with(&smsc, &mut bind_change).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let mut sent = Vec::new();
+    for n in 0..6 {
+        let to = format!("1310867530{n}");
+        sent.push(send(&server, &creds, &campaign, &to, "window").await);
+    }
+    for (id, hash) in &sent {
+        until_status(&server, &creds, id, hash, "COMPLETE").await;
+    }
+    let submits = smsc.submits();
+    for n in 0..6 {
+        let to = format!("1310867530{n}");
+        let mine: Vec<_> = submits.iter().filter(|s| s.destination == to).collect();
+        let accepted = mine.iter().filter(|s| s.id.is_some()).count();
+        assert_eq!(accepted, 1, "{to} accepted exactly once: {mine:?}");
+        // Once acknowledged, never submitted again.
+        let first_accepted = mine.iter().position(|s| s.id.is_some()).unwrap();
+        assert_eq!(first_accepted, mine.len() - 1, "{to} sent after it was acknowledged");
+    }
+    assert!(submits.len() > 6, "the unacknowledged submit was sent again");
+    assert!(smsc.binds().len() >= 2, "the bind came back");
+}
+
+#[tokio::test]
+async fn a_permanent_error_fails_600_at_once_with_the_status() {
+    let smsc = Smsc::start().await;
+    smsc.set(|b| b.answers = [Answer::Status(0x0A)].into());
+    let server = server_with(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let (id, hash) = send(&server, &creds, &campaign, "13108675309", "refused").await;
+    let events = until_status(&server, &creds, &id, &hash, "FAILED").await;
+    assert_eq!(code_of(&server, &id).await, 600);
+    assert_eq!(
+        events.last().unwrap(),
+        "Transaction Terminated (600): SMSC refused the message: command status 0x0000000A"
+    );
+    assert!(!events.contains(&"Retry Scheduled".to_string()));
+    assert_eq!(smsc.submits().len(), 1);
+}
+
+#[tokio::test]
+async fn an_invalid_destination_fails_604_and_bars_the_number() {
+    let smsc = Smsc::start().await;
+    smsc.set(|b| b.answers = [Answer::Status(0x0B)].into());
+    let server = server_with(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let (id, hash) = send(&server, &creds, &campaign, "13108675309", "barred").await;
+    until_status(&server, &creds, &id, &hash, "FAILED").await;
+    assert_eq!(code_of(&server, &id).await, 604);
+    // From then on the number is refused at once.
+    let resp = server
+        .call(
+            &creds,
+            "transaction.send",
+            &[("campaign_id", &campaign), ("to", "13108675309"), ("message", "again")],
+        )
+        .await;
+    assert_code(&resp, 604);
+    let barred: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM blacklist WHERE number = '13108675309' AND carrier_id = 2",
+    )
+    .fetch_one(&server.app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(barred, 1);
+}
+
+#[tokio::test]
+async fn temporary_errors_are_retried_until_the_validity_period_ends_then_601() {
+    let smsc = Smsc::start().await;
+    smsc.set(|b| {
+        b.answers = [Answer::Silent]
+            .into_iter()
+            .chain(std::iter::repeat_n(Answer::Status(0x08), 100))
+            .collect()
+    });
+    let server = server_with(&smsc, |c| c.delivery.validity_secs = 3).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let (id, hash) = send(&server, &creds, &campaign, "13108675309", "never").await;
+    let events = until_status(&server, &creds, &id, &hash, "FAILED").await;
+    assert_eq!(code_of(&server, &id).await, 601);
+    assert!(events.contains(&"Retry Scheduled".to_string()), "{events:?}");
+    assert!(events.last().unwrap().starts_with("Transaction Terminated (601)"), "{events:?}");
+    assert!(smsc.submits().len() >= 2);
+}
+
+#[tokio::test]
+async fn an_inbound_stop_opts_the_number_out_and_queues_the_mo_callback() {
+    let smsc = Smsc::start().await;
+    let server = server_with(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = moms::store::campaign::Campaign {
+        callback_url: HOOK.into(),
+        stop_message: "Alerts: you are unsubscribed".into(),
+        ..campaign_settings(&creds, "Alerts")
+    };
+    let campaign_id = server
+        .app
+        .store
+        .create_campaign(&campaign, Some("21534"))
+        .await
+        .unwrap();
+    // A message the campaign sent opens the conversation the reply belongs to.
+    server
+        .app
+        .store
+        .accept_now(NewTransaction {
+            client_id: campaign.client_id,
+            campaign_id,
+            sender: "21534".into(),
+            from_name: "21534".into(),
+            recipient: "13105550123".into(),
+            to_input: "13105550123".into(),
+            to_name: "13105550123".into(),
+            kind: "sms",
+            body: "Hi".into(),
+            opt_in: Some(1),
+            conversation: Some("21534".into()),
+            expires_ms: i64::MAX / 2,
+            ..NewTransaction::default()
+        })
+        .await
+        .unwrap();
+
+    let sequence = smsc.inject("13105550123", "21534", 0, 0, b"Stop");
+    assert_eq!(smsc.wait_ack(sequence).await, 0);
+
+    let json = server
+        .call_json(
+            &creds,
+            "user.getopt",
+            &[("number", "3105550123"), ("campaign_id", &campaign_id.to_string())],
+        )
+        .await;
+    assert_eq!(json["response"]["campaigns"][0]["status"], "OPTEDOUT");
+    let hooks: Vec<(String, String)> =
+        sqlx::query_as("SELECT url, body FROM webhooks WHERE client_id = $1")
+            .bind(campaign.client_id)
+            .fetch_all(&server.app.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(hooks.len(), 1);
+    assert_eq!(hooks[0].0, HOOK);
+    assert!(hooks[0].1.contains("<event>stop</event>"), "{}", hooks[0].1);
+}
+
+#[tokio::test]
+async fn a_concatenated_ucs2_message_from_a_phone_is_joined_before_it_is_answered() {
+    let smsc = Smsc::start().await;
+    let server = server_with(&smsc, |_| {}).await;
+    let part = |n: u8, text: &str| {
+        let mut sm = vec![5, 0, 3, 9, 2, n];
+        sm.extend(text.encode_utf16().flat_map(u16::to_be_bytes));
+        sm
+    };
+    let first = smsc.inject("13105550123", "21534", 8, 0x40, &part(1, "Привет, "));
+    tokio::time::sleep(Duration::from_millis(100)).await;
+    assert!(smsc.acks().is_empty(), "a part alone is not stored, so not answered");
+    let second = smsc.inject("13105550123", "21534", 8, 0x40, &part(2, "мир"));
+    assert_eq!(smsc.wait_ack(first).await, 0);
+    assert_eq!(smsc.wait_ack(second).await, 0);
+    let body: String = sqlx::query_scalar("SELECT body FROM inbound WHERE sender = '13105550123'")
+        .fetch_one(&server.app.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(body, "Привет, мир");
+}
+
+#[tokio::test]
+async fn a_refused_bind_is_retried_and_version_5_is_asked_for() {
+    let smsc = Smsc::start().await;
+    smsc.set(|b| b.refuse_binds = true);
+    let bind = moms::config::SmppBind {
+        version: "5.0".into(),
+        ..smsc.bind(2)
+    };
+    let _server = Server::start_with(|c| c.smpp.push(bind)).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert!(smsc.binds().is_empty());
+    smsc.set(|b| b.refuse_binds = false);
+    smsc.wait_bound().await;
+    assert_eq!(smsc.binds()[0].0, 0x50);
+}
