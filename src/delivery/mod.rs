@@ -193,7 +193,8 @@ fn to_smpp(app: &App, carrier_id: i64, due: &Due, now: i64) -> Step {
         expires_ms: due.expires_ms,
     };
     if !app.smpp.hand(carrier_id, job) {
-        let reason = format!("carrier {carrier_id} uses connector \"smpp\" but no [[smpp]] bind serves it");
+        let reason =
+            format!("carrier {carrier_id} uses connector \"smpp\" but no [[smpp]] bind serves it");
         return fail(due, Code::ServerFailed, &reason, None);
     }
     Step::Advance {

@@ -186,10 +186,7 @@ impl Connector {
     }
 
     fn release(&self, transaction_id: i64) {
-        self.held
-            .lock()
-            .expect("held lock")
-            .remove(&transaction_id);
+        self.held.lock().expect("held lock").remove(&transaction_id);
     }
 }
 
@@ -301,7 +298,11 @@ async fn record_batch(app: &App, reports: &[Report]) -> anyhow::Result<()> {
             Report::Receipt { .. } => None,
         })
         .collect();
-    let ids: BTreeSet<i64> = touched.iter().copied().chain(done.keys().copied()).collect();
+    let ids: BTreeSet<i64> = touched
+        .iter()
+        .copied()
+        .chain(done.keys().copied())
+        .collect();
     let ids: Vec<i64> = ids.into_iter().collect();
     if ids.is_empty() {
         return Ok(());
@@ -318,11 +319,15 @@ async fn record_batch(app: &App, reports: &[Report]) -> anyhow::Result<()> {
     let steps: Vec<Step> = dues
         .iter()
         .filter_map(|due| {
-            let segments = progress.get(&due.transaction_id).map_or(&[][..], Vec::as_slice);
+            let segments = progress
+                .get(&due.transaction_id)
+                .map_or(&[][..], Vec::as_slice);
             match done.get(&due.transaction_id) {
                 Some(Report::Done {
                     results, receipts, ..
-                }) if due.stage == "smpp" => Some(after_submit(due, results, *receipts, segments, now)),
+                }) if due.stage == "smpp" => {
+                    Some(after_submit(due, results, *receipts, segments, now))
+                }
                 _ => conclude(due, segments, true),
             }
         })
@@ -346,9 +351,13 @@ fn after_submit(
 ) -> Step {
     let failures: Vec<&Failure> = match results {
         Err(failure) => vec![failure],
-        Ok(results) => results.iter().filter_map(|r| r.outcome.as_ref().err()).collect(),
+        Ok(results) => results
+            .iter()
+            .filter_map(|r| r.outcome.as_ref().err())
+            .collect(),
     };
-    if let Some(Failure::Barred(status)) = failures.iter().find(|f| matches!(f, Failure::Barred(_))) {
+    if let Some(Failure::Barred(status)) = failures.iter().find(|f| matches!(f, Failure::Barred(_)))
+    {
         let bar = due.carrier_id.map(|id| (due.recipient.clone(), id));
         let reason = format!("SMSC refused the number as barred: command status 0x{status:08X}");
         return fail(due, Code::Blacklisted, &reason, bar);
@@ -366,7 +375,10 @@ fn after_submit(
             None,
         );
     }
-    if failures.iter().any(|f| matches!(f, Failure::Throttled(_) | Failure::Temporary(_))) {
+    if failures
+        .iter()
+        .any(|f| matches!(f, Failure::Throttled(_) | Failure::Temporary(_)))
+    {
         return retry(due, now);
     }
     if failures.contains(&&Failure::Gone) {
@@ -406,7 +418,10 @@ fn conclude(due: &Due, segments: &[SegmentState], receipts: bool) -> Option<Step
         let reason = format!("carrier reported {}", failed.receipt);
         return Some(fail(due, Code::CarrierFailed, &reason, None));
     }
-    let delivered = segments.iter().filter(|s| s.delivered == Some(true)).count() as i64;
+    let delivered = segments
+        .iter()
+        .filter(|s| s.delivered == Some(true))
+        .count() as i64;
     let mut events = Vec::new();
     if sent_now {
         events.push("SMS Sent".to_string());

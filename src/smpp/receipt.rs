@@ -123,12 +123,15 @@ pub fn candidates(id: &str) -> Vec<String> {
             all.push(c);
         }
     };
-    if !normal.is_empty() && normal.bytes().all(|b| b.is_ascii_digit())
+    if !normal.is_empty()
+        && normal.bytes().all(|b| b.is_ascii_digit())
         && let Ok(n) = normal.parse::<u128>()
     {
         push(format!("{n:x}"));
     }
-    if !normal.is_empty() && normal.len() <= 32 && normal.bytes().all(|b| b.is_ascii_hexdigit())
+    if !normal.is_empty()
+        && normal.len() <= 32
+        && normal.bytes().all(|b| b.is_ascii_hexdigit())
         && let Ok(n) = u128::from_str_radix(&normal, 16)
     {
         push(n.to_string());

@@ -20,7 +20,9 @@ use std::time::Duration;
 use futures_util::StreamExt;
 use futures_util::future::join_all;
 use rand::Rng;
-use rusmpp::pdus::{BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm};
+use rusmpp::pdus::{
+    BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm,
+};
 use rusmpp::tlvs::TlvValue;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{
@@ -233,8 +235,13 @@ async fn connect(bind: &SmppBind) -> anyhow::Result<(Client, Events)> {
 /// `deliver_sm` are answered once the whole message is stored.
 #[derive(Default)]
 struct Parts {
-    waiting: HashMap<(String, String, u16, u8), Vec<(u8, String, u32)>>,
+    waiting: HashMap<PartsKey, Vec<Part>>,
 }
+
+/// (from, to, reference, total) of a concatenated message.
+type PartsKey = (String, String, u16, u8);
+/// (part number, text, sequence number of its deliver_sm).
+type Part = (u8, String, u32);
 
 /// A bound connection.
 struct Link {
@@ -250,7 +257,12 @@ struct Link {
 impl Link {
     /// Serves until the connection ends (false) or `stop` changes (true,
     /// after unbinding).
-    async fn serve(self, mut events: Events, queue: &Queue, stop: &mut watch::Receiver<bool>) -> bool {
+    async fn serve(
+        self,
+        mut events: Events,
+        queue: &Queue,
+        stop: &mut watch::Receiver<bool>,
+    ) -> bool {
         let link = Arc::new(self);
         let submits = link.bind.bind != "receiver";
         loop {
@@ -330,13 +342,21 @@ impl Link {
             let pdu = self.submit_sm(&message.sender, &message.recipient, &encoded, short);
             async move {
                 if done {
-                    return SegmentResult { segment, total, outcome: Ok(None) };
+                    return SegmentResult {
+                        segment,
+                        total,
+                        outcome: Ok(None),
+                    };
                 }
                 let outcome = match pdu {
                     Ok(pdu) => self.send_one(pdu).await.map(Some),
                     Err(error) => Err(Failure::Permanent(error)),
                 };
-                SegmentResult { segment, total, outcome }
+                SegmentResult {
+                    segment,
+                    total,
+                    outcome,
+                }
             }
         });
         Ok(join_all(sends).await)
@@ -409,8 +429,12 @@ impl Link {
         // esm_class bits 2-5: 0x04 MC delivery receipt, 0x20 intermediate.
         let is_receipt = esm & 0x3C != 0 || receipted_id.is_some();
         let status = if is_receipt {
-            self.receipt(receipted_id.as_deref(), state, deliver.short_message().as_ref())
-                .await
+            self.receipt(
+                receipted_id.as_deref(),
+                state,
+                deliver.short_message().as_ref(),
+            )
+            .await
         } else {
             match self.message(sequence, &deliver).await {
                 Some(status) => status,
@@ -422,11 +446,16 @@ impl Link {
     }
 
     async fn answer(&self, sequence: u32, status: CommandStatus) {
-        let resp = DeliverSmResp::builder().message_id(COctetString::empty()).build();
+        let resp = DeliverSmResp::builder()
+            .message_id(COctetString::empty())
+            .build();
         let sent = if status == CommandStatus::EsmeRok {
             self.client.deliver_sm_resp(sequence, resp).await
         } else {
-            self.client.status(status).deliver_sm_resp(sequence, resp).await
+            self.client
+                .status(status)
+                .deliver_sm_resp(sequence, resp)
+                .await
         };
         if let Err(error) = sent {
             tracing::warn!(%error, "cannot answer deliver_sm");
@@ -442,7 +471,14 @@ impl Link {
             return CommandStatus::EsmeRok;
         }
         let (stored, done) = oneshot::channel();
-        if self.reports.send(Report::Receipt { receipt: parsed, stored }).is_err() {
+        if self
+            .reports
+            .send(Report::Receipt {
+                receipt: parsed,
+                stored,
+            })
+            .is_err()
+        {
             return CommandStatus::EsmeRsyserr;
         }
         match done.await {
@@ -485,7 +521,12 @@ impl Link {
         text: String,
         sequence: u32,
     ) -> Option<(String, Vec<u32>)> {
-        let key = (from.to_string(), to.to_string(), concat.reference, concat.total);
+        let key = (
+            from.to_string(),
+            to.to_string(),
+            concat.reference,
+            concat.total,
+        );
         let mut parts = self.parts.lock().expect("parts lock");
         let list = parts.waiting.entry(key.clone()).or_default();
         list.retain(|(n, _, _)| *n != concat.number);

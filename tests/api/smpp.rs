@@ -47,7 +47,13 @@ async fn campaign(server: &Server, creds: &Creds) -> String {
 }
 
 /// Sends `message` to `to`; returns (message_id, hash).
-async fn send(server: &Server, creds: &Creds, campaign: &str, to: &str, message: &str) -> (String, String) {
+async fn send(
+    server: &Server,
+    creds: &Creds,
+    campaign: &str,
+    to: &str,
+    message: &str,
+) -> (String, String) {
     let resp = server
         .call(
             creds,
@@ -65,11 +71,21 @@ async fn send(server: &Server, creds: &Creds, campaign: &str, to: &str, message:
 
 /// Polls transaction.lookup (XML) until the status is `status`; returns
 /// the history events.
-async fn until_status(server: &Server, creds: &Creds, id: &str, hash: &str, status: &str) -> Vec<String> {
+async fn until_status(
+    server: &Server,
+    creds: &Creds,
+    id: &str,
+    hash: &str,
+    status: &str,
+) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let xml = server
-            .call(creds, "transaction.lookup", &[("message_id", id), ("hash", hash)])
+            .call(
+                creds,
+                "transaction.lookup",
+                &[("message_id", id), ("hash", hash)],
+            )
             .await
             .xml();
         if xml.cdata_of("status") == status {
@@ -125,10 +141,17 @@ async fn a_message_is_delivered_complete_with_its_history_and_the_bind_unbinds_o
     assert_eq!(submits[0].short_message, b"Hello \x00 5\x1b\x65");
 
     let json: Value = server
-        .call_json(&creds, "transaction.lookup", &[("message_id", &id), ("hash", &hash)])
+        .call_json(
+            &creds,
+            "transaction.lookup",
+            &[("message_id", &id), ("hash", &hash)],
+        )
         .await;
     assert_eq!(json["response"]["transaction"]["status"], "COMPLETE");
-    assert_eq!(json["response"]["transaction"]["history"][2]["event"], "SMS Sent");
+    assert_eq!(
+        json["response"]["transaction"]["history"][2]["event"],
+        "SMS Sent"
+    );
 
     server.stop().await;
     assert_eq!(smsc.unbinds(), 1, "a clean unbind on shutdown");
@@ -150,7 +173,13 @@ async fn a_long_ucs2_message_goes_as_three_segments_and_completes_once() {
     let (id, hash) = send(&server, &creds, &campaign, "13108675309", &text).await;
     let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
     assert_eq!(events.iter().filter(|e| *e == "SMS Sent").count(), 1);
-    assert_eq!(events.iter().filter(|e| *e == "Transaction Complete").count(), 1);
+    assert_eq!(
+        events
+            .iter()
+            .filter(|e| *e == "Transaction Complete")
+            .count(),
+        1
+    );
     let submits = smsc.submits();
     assert_eq!(submits.len(), 3);
     let mut numbers: Vec<u8> = Vec::new();
@@ -188,9 +217,15 @@ async fn a_receipt_before_its_response_is_kept_and_applied() {
 
     let (id, hash) = send(&server, &creds, &campaign, "13108675309", "early receipt").await;
     let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
-    assert!(events.contains(&"Delivery Confirmed".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"Delivery Confirmed".to_string()),
+        "{events:?}"
+    );
     let pending = server.app.store.smpp_pending_receipts().await.unwrap();
-    assert_eq!(pending, 0, "the early receipt was applied, not left waiting");
+    assert_eq!(
+        pending, 0,
+        "the early receipt was applied, not left waiting"
+    );
     // Every receipt was answered, and only once it was stored.
     let acks = smsc.acks();
     assert_eq!(acks.len(), 1);
@@ -224,7 +259,11 @@ async fn throttling_slows_the_bind_down_and_the_message_still_goes() {
 
     let (id, hash) = send(&server, &creds, &campaign, "13108675309", "slowly").await;
     let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
-    assert_eq!(events.iter().filter(|e| *e == "Retry Scheduled").count(), 2, "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| *e == "Retry Scheduled").count(),
+        2,
+        "{events:?}"
+    );
     let submits = smsc.submits();
     assert_eq!(submits.len(), 3);
     assert_eq!(submits.iter().filter(|s| s.id.is_some()).count(), 1);
@@ -258,9 +297,16 @@ async fn a_dropped_connection_loses_nothing_and_resends_only_what_was_not_acknow
         assert_eq!(accepted, 1, "{to} accepted exactly once: {mine:?}");
         // Once acknowledged, never submitted again.
         let first_accepted = mine.iter().position(|s| s.id.is_some()).unwrap();
-        assert_eq!(first_accepted, mine.len() - 1, "{to} sent after it was acknowledged");
+        assert_eq!(
+            first_accepted,
+            mine.len() - 1,
+            "{to} sent after it was acknowledged"
+        );
     }
-    assert!(submits.len() > 6, "the unacknowledged submit was sent again");
+    assert!(
+        submits.len() > 6,
+        "the unacknowledged submit was sent again"
+    );
     assert!(smsc.binds().len() >= 2, "the bind came back");
 }
 
@@ -299,7 +345,11 @@ async fn an_invalid_destination_fails_604_and_bars_the_number() {
         .call(
             &creds,
             "transaction.send",
-            &[("campaign_id", &campaign), ("to", "13108675309"), ("message", "again")],
+            &[
+                ("campaign_id", &campaign),
+                ("to", "13108675309"),
+                ("message", "again"),
+            ],
         )
         .await;
     assert_code(&resp, 604);
@@ -328,8 +378,17 @@ async fn temporary_errors_are_retried_until_the_validity_period_ends_then_601() 
     let (id, hash) = send(&server, &creds, &campaign, "13108675309", "never").await;
     let events = until_status(&server, &creds, &id, &hash, "FAILED").await;
     assert_eq!(code_of(&server, &id).await, 601);
-    assert!(events.contains(&"Retry Scheduled".to_string()), "{events:?}");
-    assert!(events.last().unwrap().starts_with("Transaction Terminated (601)"), "{events:?}");
+    assert!(
+        events.contains(&"Retry Scheduled".to_string()),
+        "{events:?}"
+    );
+    assert!(
+        events
+            .last()
+            .unwrap()
+            .starts_with("Transaction Terminated (601)"),
+        "{events:?}"
+    );
     assert!(smsc.submits().len() >= 2);
 }
 
@@ -378,7 +437,10 @@ async fn an_inbound_stop_opts_the_number_out_and_queues_the_mo_callback() {
         .call_json(
             &creds,
             "user.getopt",
-            &[("number", "3105550123"), ("campaign_id", &campaign_id.to_string())],
+            &[
+                ("number", "3105550123"),
+                ("campaign_id", &campaign_id.to_string()),
+            ],
         )
         .await;
     assert_eq!(json["response"]["campaigns"][0]["status"], "OPTEDOUT");
@@ -404,7 +466,10 @@ async fn a_concatenated_ucs2_message_from_a_phone_is_joined_before_it_is_answere
     };
     let first = smsc.inject("13105550123", "21534", 8, 0x40, &part(1, "Привет, "));
     tokio::time::sleep(Duration::from_millis(100)).await;
-    assert!(smsc.acks().is_empty(), "a part alone is not stored, so not answered");
+    assert!(
+        smsc.acks().is_empty(),
+        "a part alone is not stored, so not answered"
+    );
     let second = smsc.inject("13105550123", "21534", 8, 0x40, &part(2, "мир"));
     assert_eq!(smsc.wait_ack(first).await, 0);
     assert_eq!(smsc.wait_ack(second).await, 0);

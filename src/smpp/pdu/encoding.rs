@@ -286,7 +286,10 @@ mod tests {
         let e = encode("Hi @ 5€", 7);
         assert_eq!(e.data_coding, 0);
         assert!(!e.udhi);
-        assert_eq!(e.segments, vec![vec![0x48, 0x69, 0x20, 0x00, 0x20, 0x35, 0x1B, 0x65]]);
+        assert_eq!(
+            e.segments,
+            vec![vec![0x48, 0x69, 0x20, 0x00, 0x20, 0x35, 0x1B, 0x65]]
+        );
     }
 
     #[test]
@@ -307,10 +310,7 @@ mod tests {
     fn packing_matches_the_textbook_example() {
         // "hellohello" packed, from 3GPP TS 23.038 examples.
         let septets: Vec<u8> = "hellohello".bytes().collect();
-        assert_eq!(
-            hex::encode(pack_septets(&septets)),
-            "e8329bfd4697d9ec37"
-        );
+        assert_eq!(hex::encode(pack_septets(&septets)), "e8329bfd4697d9ec37");
     }
 
     #[test]

@@ -161,8 +161,10 @@ impl Smsc {
     }
 
     pub async fn wait_bound(&self) {
-        self.until("a bind", |s| !s.connections.is_empty() && !s.binds.is_empty())
-            .await;
+        self.until("a bind", |s| {
+            !s.connections.is_empty() && !s.binds.is_empty()
+        })
+        .await;
     }
 
     pub async fn wait_submits(&self, n: usize) -> Vec<Submitted> {
@@ -284,7 +286,11 @@ async fn serve(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
 }
 
 /// Answers one command; false to close the connection.
-fn answer(state: &Arc<Mutex<State>>, out: &mpsc::UnboundedSender<Command>, command: Command) -> bool {
+fn answer(
+    state: &Arc<Mutex<State>>,
+    out: &mpsc::UnboundedSender<Command>,
+    command: Command,
+) -> bool {
     let sequence = command.sequence_number();
     let reply = |status: CommandStatus, pdu: Pdu| {
         let _ = out.send(Command::new(status, sequence, pdu));
@@ -373,7 +379,11 @@ fn submitted(
                     .message_id(COctetString::from_str(&id).unwrap())
                     .build(),
             );
-            let receipt_id = if s.behaviour.hex_ids { id.clone() } else { format!("{n:x}") };
+            let receipt_id = if s.behaviour.hex_ids {
+                id.clone()
+            } else {
+                format!("{n:x}")
+            };
             let hex_for_receipt = s.behaviour.hex_ids;
             let stat = s.behaviour.receipt.clone();
             let first = s.behaviour.receipt_first;
