@@ -4,6 +4,7 @@
 #![allow(dead_code)]
 
 pub mod receiver;
+pub mod smtp;
 pub mod xml;
 
 use std::sync::Arc;
