@@ -70,6 +70,8 @@ pub struct App {
     pub delivery_wake: Arc<Notify>,
     /// Signalled when a callback was queued.
     pub webhook_wake: Arc<Notify>,
+    /// Signalled when an e-mail callback was queued.
+    pub mail_wake: Arc<Notify>,
     /// Signalled when a blast was queued.
     pub blast_wake: Arc<Notify>,
     pub auth_failures: AuthLimiter,
@@ -119,6 +121,7 @@ impl App {
             sends,
             delivery_wake,
             webhook_wake: Arc::new(Notify::new()),
+            mail_wake: Arc::new(Notify::new()),
             blast_wake: Arc::new(Notify::new()),
             http,
             generation_at_open,
@@ -186,7 +189,7 @@ pub async fn serve_tcp(
 }
 
 /// Runs the server on `listener` until `shutdown` completes: the HTTP API
-/// and every background loop (delivery, callbacks, blasts, cache refresh).
+/// and every background loop (delivery, callbacks, mails, blasts, cache refresh).
 pub async fn serve<L>(
     app: Arc<App>,
     listener: L,
@@ -200,6 +203,7 @@ where
     tasks.spawn(crate::delivery::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::smpp::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::webhooks::run(app.clone(), stop_rx.clone()));
+    tasks.spawn(crate::mail::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::delivery::blast::run(app.clone(), stop_rx.clone()));
     tasks.spawn(watch_generation(app.clone(), stop_rx.clone()));
     if let Some(handle) = app.metrics.clone() {

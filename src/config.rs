@@ -100,9 +100,84 @@ pub struct Tls {
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Smtp {
+    /// `host:port` (`[v6]:port`); the port may be left out (see [`SmtpTls::default_port`]).
     pub relay: String,
     pub from: String,
+    /// Empty with a password set: the address of `from`.
+    pub username: String,
     pub password: String,
+    pub tls: SmtpTls,
+    pub timeout_secs: u64,
+}
+
+/// How the connection to the SMTP relay is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SmtpTls {
+    /// Plain text throughout: only for a relay on the same host or network.
+    None,
+    /// Plain connection upgraded with STARTTLS, which the relay must offer.
+    Starttls,
+    /// TLS from the first byte ("SMTPS").
+    Tls,
+}
+
+impl SmtpTls {
+    /// The usual port of each mode: 25, 587 (submission), 465 (submissions).
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpTls::None => 25,
+            SmtpTls::Starttls => 587,
+            SmtpTls::Tls => 465,
+        }
+    }
+}
+
+impl Smtp {
+    /// The relay's host and port; `None` when no relay is configured.
+    pub fn relay_address(&self) -> anyhow::Result<Option<(String, u16)>> {
+        let relay = self.relay.trim();
+        if relay.is_empty() {
+            return Ok(None);
+        }
+        let invalid = || {
+            anyhow::anyhow!(
+                "smtp.relay {relay:?} is not host:port (e.g. \"smtp.example.com:587\" or \"[::1]:25\")"
+            )
+        };
+        let parse_port = |port: &str| port.parse::<u16>().map_err(|_| invalid());
+        let (host, port) = if let Some(rest) = relay.strip_prefix('[') {
+            // An IPv6 address, bracketed so that its colons are not the port's.
+            let (host, after) = rest.split_once(']').ok_or_else(invalid)?;
+            let port = match after {
+                "" => None,
+                after => Some(parse_port(after.strip_prefix(':').ok_or_else(invalid)?)?),
+            };
+            (host, port)
+        } else {
+            match relay.split_once(':') {
+                Some((host, port)) => (host, Some(parse_port(port)?)),
+                None => (relay, None),
+            }
+        };
+        if host.is_empty() || host.contains(['/', ' ', '[', ']']) || port == Some(0) {
+            return Err(invalid());
+        }
+        Ok(Some((
+            host.to_string(),
+            port.unwrap_or(self.tls.default_port()),
+        )))
+    }
+
+    /// The sender mailbox, checked.
+    pub fn from_mailbox(&self) -> anyhow::Result<lettre::message::Mailbox> {
+        self.from.parse().map_err(|_| {
+            anyhow::anyhow!(
+                "smtp.from {:?} is not an e-mail address (e.g. \"moms@example.com\" or \"Moms <moms@example.com>\")",
+                self.from
+            )
+        })
+    }
 }
 
 /// One SMPP bind to an SMSC, for the carrier whose connector is `smpp`.
@@ -179,6 +254,9 @@ impl Config {
             "invalid configuration (run `moms config` to see every key with its default)",
         )?;
         config.time_zone()?;
+        if config.smtp.relay_address()?.is_some() {
+            config.smtp.from_mailbox()?;
+        }
         Ok(config)
     }
 
@@ -250,5 +328,67 @@ mod tests {
         assert!(!shown.contains("s3cret"));
         assert!(!shown.contains("smscpw"));
         assert!(shown.contains("postgres://moms:<redacted>@db"));
+    }
+
+    fn smtp(relay: &str, tls: SmtpTls) -> Smtp {
+        Smtp {
+            relay: relay.into(),
+            from: "moms@localhost".into(),
+            username: String::new(),
+            password: String::new(),
+            tls,
+            timeout_secs: 30,
+        }
+    }
+
+    #[test]
+    fn smtp_relay_is_host_and_port() {
+        let address = |relay, tls| smtp(relay, tls).relay_address().unwrap();
+        assert_eq!(address("", SmtpTls::Tls), None);
+        assert_eq!(
+            address("smtp.example.com:2525", SmtpTls::Tls),
+            Some(("smtp.example.com".into(), 2525))
+        );
+        assert_eq!(
+            address("smtp.example.com", SmtpTls::Starttls),
+            Some(("smtp.example.com".into(), 587))
+        );
+        assert_eq!(
+            address("smtp.example.com", SmtpTls::Tls),
+            Some(("smtp.example.com".into(), 465))
+        );
+        assert_eq!(address("[::1]:25", SmtpTls::Tls), Some(("::1".into(), 25)));
+        assert_eq!(address("[::1]", SmtpTls::None), Some(("::1".into(), 25)));
+        for bad in ["smtp.example.com:x", "host:0", ":25", "::1:25", "a b:25"] {
+            let error = smtp(bad, SmtpTls::None).relay_address().unwrap_err();
+            assert!(error.to_string().contains("smtp.relay"), "{bad}: {error}");
+        }
+    }
+
+    #[test]
+    fn smtp_settings_are_read_and_checked() {
+        let config: Config = Figment::from(Toml::string(DEFAULTS))
+            .merge(Toml::string(
+                "[smtp]\nrelay = \"mail.example.com:2525\"\ntls = \"none\"\nusername = \"u\"",
+            ))
+            .extract()
+            .unwrap();
+        assert_eq!(config.smtp.tls, SmtpTls::None);
+        assert_eq!(config.smtp.username, "u");
+        assert_eq!(config.smtp.timeout_secs, 30);
+        assert!(
+            Figment::from(Toml::string(DEFAULTS))
+                .merge(Toml::string("[smtp]\ntls = \"ssl\""))
+                .extract::<Config>()
+                .is_err()
+        );
+        let mut bad = smtp("mail.example.com", SmtpTls::Tls);
+        bad.from = "not an address".into();
+        assert!(
+            bad.from_mailbox()
+                .unwrap_err()
+                .to_string()
+                .contains("smtp.from")
+        );
     }
 }

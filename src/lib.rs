@@ -7,6 +7,7 @@
 //! - [`smpp`]: the SMPP connector: binds to SMSCs, submits, receipts, messages from phones.
 //! - [`inbound`]: messages from phones: opt-outs, keywords, routing to campaigns.
 //! - [`webhooks`]: callbacks to clients' applications, retried and signed.
+//! - [`mail`]: e-mail callbacks (a blast's summary) through the configured SMTP relay.
 //! - [`media`]: uploads checked by their bytes, smart URLs served to phones.
 //! - [`admin`]: the operator's commands (`moms admin …`), straight on the store.
 //! - [`tls`]: HTTPS served directly, from the PEM files of `tls.cert` and `tls.key`.
@@ -21,6 +22,7 @@ pub mod config;
 pub mod delivery;
 pub mod domain;
 pub mod inbound;
+pub mod mail;
 pub mod media;
 pub mod metrics;
 pub mod smpp;

@@ -13,7 +13,8 @@
 //!
 //! When every queued transaction has ended (the delivery worker counts
 //! `sent` and `failed` on the blast), the blast is done and its callback of
-//! spec section 6.3 is queued in the same commit.
+//! spec section 6.3 is queued in the same commit: a POST for a URL, a mail
+//! (sent by [`crate::mail`]) for an e-mail address.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -30,6 +31,7 @@ use crate::api::transaction::{
 };
 use crate::app::App;
 use crate::domain::phone::PhoneNumber;
+use crate::mail::Mail;
 use crate::store::blast::Blast;
 use crate::store::sends::{NewTransaction, Rejected};
 use crate::store::webhook::NewWebhook;
@@ -239,31 +241,32 @@ async fn accept_all(
     Ok((queued, refused))
 }
 
-/// Ends a blast whose transactions have all ended, queueing its callback.
+/// Ends a blast whose transactions have all ended, queueing its callback:
+/// a POST to a URL, or a summary mail to an e-mail address.
 async fn finish(app: &App, blast: &Blast) -> anyhow::Result<bool> {
     if blast.sent + blast.failed < blast.queued {
         return Ok(false);
     }
-    let body = summary(blast).to_xml();
-    let webhook =
-        (!blast.callback.is_empty() && !is_email_address(&blast.callback)).then(|| NewWebhook {
+    let mail = is_email_address(&blast.callback);
+    let callback = if blast.callback.is_empty() {
+        None
+    } else if mail {
+        Some(summary_mail(blast).queued(blast.client_id))
+    } else {
+        Some(NewWebhook {
             client_id: blast.client_id,
             url: blast.callback.clone(),
             content_type: "application/xml",
-            body,
-        });
-    let done = app.store.finish_blast(blast.id, webhook.as_ref()).await?;
-    if done && webhook.is_some() {
-        app.webhook_wake.notify_one();
-    }
-    if done && is_email_address(&blast.callback) {
-        // The summary mail goes through the SMTP relay (spec section 6.3),
-        // which this build does not have yet: the address is kept on the blast.
-        tracing::info!(
-            blast = blast.id,
-            to = %blast.callback,
-            "blast done; e-mail summary not sent (no SMTP support in this build)"
-        );
+            body: summary(blast).to_xml(),
+        })
+    };
+    let done = app.store.finish_blast(blast.id, callback.as_ref()).await?;
+    if done && callback.is_some() {
+        if mail {
+            app.mail_wake.notify_one();
+        } else {
+            app.webhook_wake.notify_one();
+        }
     }
     Ok(done)
 }
@@ -278,6 +281,18 @@ fn summary(blast: &Blast) -> Reply {
         .text("failed", blast.failed)
 }
 
+/// The blast-end mail of spec section 6.3: the callback's figures as text.
+fn summary_mail(blast: &Blast) -> Mail {
+    Mail {
+        to: blast.callback.clone(),
+        subject: format!("list send complete: list {}", blast.list_id),
+        text: format!(
+            "list send complete\n\nlist_id: {}\ntotal: {}\nsent: {}\nskipped: {}\nfailed: {}",
+            blast.list_id, blast.total, blast.sent, blast.skipped, blast.failed
+        ),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -290,9 +305,8 @@ mod tests {
         assert_ne!(key, member_key(8, "13108675309"));
     }
 
-    #[test]
-    fn summary_is_the_spec_callback() {
-        let blast = Blast {
+    fn blast() -> Blast {
+        Blast {
             id: 1,
             client_id: 2,
             list_id: 8228,
@@ -306,10 +320,32 @@ mod tests {
             failed: 1,
             cursor: String::new(),
             state: "sending".into(),
+        }
+    }
+
+    #[test]
+    fn summary_is_the_spec_callback() {
+        assert_eq!(
+            summary(&blast()).to_xml(),
+            r#"<?xml version="1.0" encoding="UTF-8"?><response status="success" code="1"><message><![CDATA[list send complete]]></message><list_id>8228</list_id><total>5</total><sent>3</sent><skipped>1</skipped><failed>1</failed></response>"#
+        );
+    }
+
+    #[test]
+    fn summary_mail_has_the_same_figures_as_text() {
+        let blast = Blast {
+            callback: "ops@example.com".into(),
+            ..blast()
         };
         assert_eq!(
-            summary(&blast).to_xml(),
-            r#"<?xml version="1.0" encoding="UTF-8"?><response status="success" code="1"><message><![CDATA[list send complete]]></message><list_id>8228</list_id><total>5</total><sent>3</sent><skipped>1</skipped><failed>1</failed></response>"#
+            summary_mail(&blast),
+            Mail {
+                to: "ops@example.com".into(),
+                subject: "list send complete: list 8228".into(),
+                text:
+                    "list send complete\n\nlist_id: 8228\ntotal: 5\nsent: 3\nskipped: 1\nfailed: 1"
+                        .into(),
+            }
         );
     }
 }

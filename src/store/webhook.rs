@@ -1,4 +1,6 @@
 //! Callbacks waiting to be posted (spec section 6), kept across restarts.
+//! E-mail callbacks wait in the same table under a `mailto:` URL; the
+//! callback sender and the mail sender each claim only their own rows.
 
 use sqlx::SqliteConnection;
 
@@ -51,9 +53,40 @@ impl super::Store {
         lease_ms: i64,
         limit: i64,
     ) -> sqlx::Result<Vec<DueWebhook>> {
+        self.claim_due(false, max_attempts, lease_ms, limit).await
+    }
+
+    /// Claims up to `limit` e-mail callbacks (`mailto:` rows) due now.
+    pub async fn claim_mails(
+        &self,
+        max_attempts: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> sqlx::Result<Vec<DueWebhook>> {
+        self.claim_due(true, max_attempts, lease_ms, limit).await
+    }
+
+    /// E-mail callbacks still to be tried.
+    pub async fn queued_mails(&self, max_attempts: i64) -> sqlx::Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM webhooks WHERE url LIKE 'mailto:%' AND attempts < $1",
+        )
+        .bind(max_attempts)
+        .fetch_one(&self.pool)
+        .await
+    }
+
+    async fn claim_due(
+        &self,
+        mail: bool,
+        max_attempts: i64,
+        lease_ms: i64,
+        limit: i64,
+    ) -> sqlx::Result<Vec<DueWebhook>> {
         let rows: Vec<(i64, String, String, String, i64, String)> = sqlx::query_as(
             "UPDATE webhooks SET due_ms = $1
-             WHERE id IN (SELECT id FROM webhooks WHERE due_ms <= $2 AND attempts < $3 ORDER BY due_ms, id LIMIT $4)
+             WHERE id IN (SELECT id FROM webhooks WHERE due_ms <= $2 AND attempts < $3
+                          AND (url LIKE 'mailto:%') = $5 ORDER BY due_ms, id LIMIT $4)
              RETURNING id, url, content_type, body, attempts,
                        COALESCE((SELECT callback_secret FROM clients WHERE clients.id = webhooks.client_id), '') AS secret",
         )
@@ -61,6 +94,7 @@ impl super::Store {
         .bind(now_ms())
         .bind(max_attempts)
         .bind(limit)
+        .bind(mail)
         .fetch_all(&self.writer)
         .await?;
         Ok(rows

@@ -10,6 +10,7 @@ mod codes;
 mod inbound;
 mod keyword;
 mod list;
+mod mail;
 mod media;
 mod promo;
 mod protocol;
