@@ -21,7 +21,7 @@ use tokio::sync::watch;
 use crate::api::envelope::{Reply, XmlNode};
 use crate::api::error::Code;
 use crate::app::App;
-use crate::domain::carrier::CarrierTable;
+use crate::domain::carrier::{Carrier, CarrierTable};
 use crate::domain::phone::PhoneNumber;
 use crate::store::delivery::{Due, Step};
 use crate::store::now_ms;
@@ -157,7 +157,7 @@ fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
         );
     };
     if carrier.connector == "smpp" {
-        return to_smpp(app, carrier.id, due, now);
+        return to_smpp(app, &carrier, due, now);
     }
     if !carrier.is_sandbox() {
         let reason = format!(
@@ -186,15 +186,17 @@ fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
 }
 
 /// Hands a message to the SMPP connector, which records what becomes of it.
-fn to_smpp(app: &App, carrier_id: i64, due: &Due, now: i64) -> Step {
+fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
     let job = crate::smpp::Job {
         transaction_id: due.transaction_id,
         attempts: due.attempts,
         expires_ms: due.expires_ms,
     };
-    if !app.smpp.hand(carrier_id, job) {
-        let reason =
-            format!("carrier {carrier_id} uses connector \"smpp\" but no [[smpp]] bind serves it");
+    if !app.smpp.hand(carrier.id, job) {
+        let reason = format!(
+            "carrier {} uses connector \"smpp\", but no [[smpp]] bind serves it",
+            carrier.name
+        );
         return fail(due, Code::ServerFailed, &reason, None);
     }
     Step::Advance {

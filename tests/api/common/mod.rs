@@ -4,8 +4,8 @@
 #![allow(dead_code)]
 
 pub mod receiver;
-pub mod smtp;
 pub mod smsc;
+pub mod smtp;
 pub mod xml;
 
 use std::sync::Arc;
