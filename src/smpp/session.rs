@@ -390,10 +390,9 @@ impl Link {
         let source = COctetString::from_str(sender).map_err(|e| format!("source address: {e}"))?;
         let dest = COctetString::from_str(recipient).map_err(|e| format!("destination: {e}"))?;
         let short = OctetString::from_slice(short).map_err(|e| format!("short message: {e}"))?;
-        let mut esm = EsmClass::default();
-        if encoded.udhi {
-            esm = esm.with_udhi_indicator();
-        }
+        // Built from the octet: rusmpp's `EsmClass::default()` sets an
+        // ANSI-41 bit (0x08).
+        let esm = EsmClass::from(if encoded.udhi { 0x40 } else { 0x00 });
         let receipt = if self.bind.registered_delivery {
             MCDeliveryReceipt::McDeliveryReceiptRequestedWhereFinalDeliveryOutcomeIsSuccessOrFailure
         } else {

@@ -4,9 +4,10 @@
 
 use std::time::{Duration, Instant};
 
-use moms::config::Config;
+use moms::config::{Config, SmppBind};
 use moms::store::sends::NewTransaction;
 use serde_json::Value;
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 use crate::common::smsc::{Answer, Smsc};
 use crate::common::*;
@@ -17,7 +18,13 @@ const HOOK: &str = "http://127.0.0.1:9/mo";
 /// The server with carrier 2 (every `+1` number) on the SMPP connector,
 /// bound to `smsc`.
 async fn server_with(smsc: &Smsc, change: impl FnOnce(&mut Config)) -> Server {
-    let bind = smsc.bind(2);
+    let server = server_for(smsc.bind(2), change).await;
+    smsc.wait_bound().await;
+    server
+}
+
+/// The server with carrier 2 on the SMPP connector through `bind`.
+async fn server_for(bind: SmppBind, change: impl FnOnce(&mut Config)) -> Server {
     let server = Server::start_with(|c| {
         c.smpp.push(bind);
         change(c);
@@ -31,7 +38,6 @@ async fn server_with(smsc: &Smsc, change: impl FnOnce(&mut Config)) -> Server {
     .await
     .unwrap();
     server.app.reload().await.unwrap();
-    smsc.wait_bound().await;
     server
 }
 
@@ -138,6 +144,7 @@ async fn a_message_is_delivered_complete_with_its_history_and_the_bind_unbinds_o
     assert_eq!(submits.len(), 1);
     assert_eq!(submits[0].destination, "13108675309");
     assert_eq!(submits[0].data_coding, 0);
+    assert_eq!(submits[0].esm_class, 0);
     assert_eq!(submits[0].short_message, b"Hello \x00 5\x1b\x65");
 
     let json: Value = server
@@ -186,7 +193,7 @@ async fn a_long_ucs2_message_goes_as_three_segments_and_completes_once() {
     let mut joined = Vec::new();
     for s in &submits {
         assert_eq!(s.data_coding, 8);
-        assert_eq!(s.esm_class & 0x40, 0x40, "UDHI set");
+        assert_eq!(s.esm_class, 0x40, "UDHI set, nothing else");
         let udh = &s.short_message[..6];
         assert_eq!(&udh[..3], &[5, 0, 3]);
         assert_eq!(udh[3], submits[0].short_message[3], "one reference");
@@ -494,4 +501,98 @@ async fn a_refused_bind_is_retried_and_version_5_is_asked_for() {
     smsc.set(|b| b.refuse_binds = false);
     smsc.wait_bound().await;
     assert_eq!(smsc.binds()[0].0, 0x50);
+}
+
+/// The SMSC of tests/interop (the npm `smpp` package, an independent
+/// implementation) on a free port: (process, port, its stdout lines).
+/// `None` when node or the package is missing and the run does not
+/// require interop peers.
+async fn node_smsc() -> Option<(
+    tokio::process::Child,
+    u16,
+    tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+)> {
+    let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/interop");
+    let required = std::env::var_os("MOMS_REQUIRE_INTEROP").is_some();
+    let spawned = tokio::process::Command::new("node")
+        .arg(dir.join("smsc.js"))
+        .arg("0")
+        .current_dir(&dir)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn();
+    let mut child = match spawned {
+        Ok(child) if dir.join("node_modules/smpp").exists() => child,
+        _ if required => panic!("the interop SMSC (node tests/interop/smsc.js) cannot start"),
+        _ => {
+            eprintln!("skipped: node or tests/interop/node_modules missing");
+            return None;
+        }
+    };
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let first = tokio::time::timeout(Duration::from_secs(10), lines.next_line())
+        .await
+        .expect("the interop SMSC starts")
+        .unwrap()
+        .unwrap_or_default();
+    let port = first
+        .strip_prefix("LISTENING ")
+        .and_then(|p| p.trim().parse().ok())
+        .unwrap_or_else(|| panic!("unexpected first line {first:?}"));
+    Some((child, port, lines))
+}
+
+#[tokio::test]
+async fn an_independent_smsc_takes_submits_returns_receipts_and_phone_messages() {
+    let Some((mut child, port, mut lines)) = node_smsc().await else {
+        return;
+    };
+    let bind = SmppBind {
+        carrier_id: 2,
+        host: "127.0.0.1".into(),
+        port,
+        system_id: "moms".into(),
+        password: "secret".into(),
+        ..SmppBind::default()
+    };
+    let server = server_for(bind, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let (id, hash) = send(&server, &creds, &campaign, "13108675309", "interop hello").await;
+    let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
+    assert!(
+        events.contains(&"Delivery Confirmed".to_string()),
+        "{events:?}"
+    );
+    let mut submit = String::new();
+    while !submit.starts_with("SUBMIT ") {
+        submit = lines.next_line().await.unwrap().expect("a SUBMIT line");
+    }
+    assert!(submit.ends_with(" 13108675309 0 interop hello"), "{submit}");
+
+    let stdin = child.stdin.as_mut().unwrap();
+    stdin
+        .write_all(b"MO 13105550123 21534 Hello from a phone\n")
+        .await
+        .unwrap();
+    stdin.flush().await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(5);
+    loop {
+        let body: Option<String> =
+            sqlx::query_scalar("SELECT body FROM inbound WHERE sender = '13105550123'")
+                .fetch_optional(&server.app.store.pool)
+                .await
+                .unwrap();
+        if let Some(body) = body {
+            assert_eq!(body, "Hello from a phone");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the phone message was never stored"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
 }
