@@ -226,12 +226,20 @@ pub async fn run(app: Arc<App>, stop: watch::Receiver<bool>) {
 async fn record(app: Arc<App>, mut inbox: mpsc::UnboundedReceiver<Report>) {
     let mut batch = Vec::with_capacity(BATCH);
     while inbox.recv_many(&mut batch, BATCH).await > 0 {
-        let reports = std::mem::take(&mut batch);
+        let pending = std::mem::take(&mut batch);
+        // Released before the outcome is written: once it is, the worker
+        // may hand the message again at once (a retry due now), and must
+        // find it not held. Should the write fail, the `smpp` lease ends and
+        // the worker hands it again, finding it not held either.
+        for report in &pending {
+            if let Report::Done { job, .. } = report {
+                app.smpp.release(job.transaction_id);
+            }
+        }
         let mut tries = 0;
-        let mut pending = reports;
-        loop {
+        let stored = loop {
             match record_batch(&app, &pending).await {
-                Ok(()) => break,
+                Ok(()) => break true,
                 Err(error) if tries < 5 => {
                     tries += 1;
                     tracing::warn!(error = %format!("{error:#}"), "recording SMPP results failed, retrying");
@@ -239,22 +247,20 @@ async fn record(app: Arc<App>, mut inbox: mpsc::UnboundedReceiver<Report>) {
                 }
                 Err(error) => {
                     tracing::error!(error = %format!("{error:#}"), "recording SMPP results failed");
-                    break;
+                    break false;
                 }
             }
-        }
-        finish(&app, std::mem::take(&mut pending));
+        };
+        answer_receipts(pending, stored);
     }
 }
 
-/// Releases the jobs of a batch and answers its receipts.
-fn finish(app: &App, reports: Vec<Report>) {
+/// Tells the connections whether their receipts are stored: they answer
+/// the SMSC with success, or with an error so that it delivers them again.
+fn answer_receipts(reports: Vec<Report>, ok: bool) {
     for report in reports {
-        match report {
-            Report::Done { job, .. } => app.smpp.release(job.transaction_id),
-            Report::Receipt { stored, .. } => {
-                let _ = stored.send(true);
-            }
+        if let Report::Receipt { stored, .. } = report {
+            let _ = stored.send(ok);
         }
     }
 }
