@@ -596,3 +596,37 @@ async fn an_independent_smsc_takes_submits_returns_receipts_and_phone_messages()
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test]
+async fn a_receipt_for_an_id_not_recorded_yet_waits_for_it_in_the_store() {
+    use moms::smpp::receipt::{candidates, normalise_id};
+    use moms::store::smpp::{AcceptedSegment, ReceiptRow};
+    let server = Server::start().await;
+    let store = &server.app.store;
+    // The SMSC's receipt names 41394 (decimal) before its submit_sm_resp
+    // (0000A1B2, hex) was recorded.
+    let early = ReceiptRow {
+        key: "41394".into(),
+        candidates: candidates("41394"),
+        stat: "DELIVRD".into(),
+        delivered: true,
+        err: "000".into(),
+    };
+    let touched = store.smpp_record(&[], &[early]).await.unwrap();
+    assert!(touched.is_empty());
+    assert_eq!(store.smpp_pending_receipts().await.unwrap(), 1);
+
+    let accepted = AcceptedSegment {
+        transaction_id: 77,
+        segment: 1,
+        total: 1,
+        message_id: normalise_id("0000A1B2"),
+    };
+    let touched = store.smpp_record(&[accepted], &[]).await.unwrap();
+    assert_eq!(touched.into_iter().collect::<Vec<_>>(), [77]);
+    assert_eq!(store.smpp_pending_receipts().await.unwrap(), 0);
+    let progress = store.smpp_progress(&[77]).await.unwrap();
+    let segment = &progress[0].2[0];
+    assert_eq!((segment.accepted, segment.delivered), (true, Some(true)));
+    assert_eq!(segment.receipt, "DELIVRD");
+}
