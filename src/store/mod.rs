@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod keyword;
 pub mod list;
 pub mod media;
+pub mod opt_reads;
 pub mod promo;
 pub mod sends;
 pub mod transaction;
@@ -46,6 +47,8 @@ pub struct Store {
     /// queueing writers here, in order, beats letting them collide and
     /// back off in SQLite's busy handler (tens of milliseconds each).
     pub writer: SqlitePool,
+    /// The send path's opt-status reads, gathered into one query each.
+    opt_reads: opt_reads::OptReads,
     #[cfg(feature = "fault-injection")]
     pub faults: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -98,6 +101,7 @@ impl Store {
             .await
             .with_context(opening)?;
         let store = Store {
+            opt_reads: opt_reads::OptReads::start(pool.clone()),
             pool,
             writer,
             #[cfg(feature = "fault-injection")]
