@@ -5,8 +5,13 @@
 //! without holding any lock, then records every outcome of the batch in one
 //! SQL transaction. A claim pushes the rows' due time one lease ahead, so a
 //! worker that dies mid-step leaves its work to be claimed again later.
+//!
+//! Every statement works on the whole batch (`VALUES` lists, `UPDATE …
+//! FROM`, `RETURNING`): with SQLite each statement is a hand-off to the
+//! connection's thread, and a few per batch cost far less than a few per
+//! message.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::sqlite::SqliteArguments;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
@@ -79,23 +84,18 @@ impl Step {
     }
 }
 
-fn due_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Due> {
-    Ok(Due {
-        transaction_id: row.try_get("transaction_id")?,
-        stage: row.try_get("stage")?,
-        expires_ms: row.try_get("expires_ms")?,
-        attempts: row.try_get("attempts")?,
-        hash: row.try_get("hash")?,
-        client_id: row.try_get("client_id")?,
-        campaign_id: row.try_get("campaign_id")?,
-        recipient: row.try_get("recipient")?,
-        kind: row.try_get("kind")?,
-        carrier_id: row.try_get("carrier_id")?,
-        callback: row.try_get("callback")?,
-        udp: row.try_get("udp")?,
-        blast_id: row.try_get("blast_id")?,
-    })
-}
+/// What a delivery's transaction tells the worker, by transaction id.
+type Sending = (
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    String,
+    String,
+    Option<i64>,
+);
 
 impl Store {
     /// Claims up to `limit` deliveries due at `now_ms`, oldest first, by
@@ -106,38 +106,81 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> sqlx::Result<Vec<Due>> {
-        let mut tx = self.writer.begin().await?;
-        // The UPDATE comes first so this transaction holds the write lock
-        // from its first statement on.
-        let ids: Vec<i64> = sqlx::query_scalar(
+        // One statement commits by itself: the rows are this worker's as
+        // soon as it returns, without a BEGIN and COMMIT of their own.
+        let mut claimed: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
              WHERE transaction_id IN (
                  SELECT transaction_id FROM deliveries WHERE due_ms <= $1 ORDER BY due_ms LIMIT $3)
-             RETURNING transaction_id",
+             RETURNING transaction_id, stage, expires_ms, attempts",
         )
         .bind(now_ms)
         .bind(lease_ms)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.writer)
         .await?;
-        if ids.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
+        claimed.sort_by_key(|(id, ..)| *id);
+        // What the worker needs of a transaction never changes once stored,
+        // and it was committed with its delivery: a reader may fetch it,
+        // which leaves the one writer free.
+        let mut sendings: HashMap<i64, Sending> = HashMap::with_capacity(claimed.len());
+        for chunk in claimed.chunks(rows_per_statement(1)) {
+            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT id, hash, client_id, campaign_id, recipient, kind, carrier_id, callback, udp,
+                 blast_id FROM transactions WHERE id IN (",
+            );
+            let mut list = select.separated(", ");
+            for (id, ..) in chunk {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            let rows = once(&mut select).fetch_all(&self.pool).await?;
+            for row in &rows {
+                let sending = (
+                    row.try_get("hash")?,
+                    row.try_get("client_id")?,
+                    row.try_get("campaign_id")?,
+                    row.try_get("recipient")?,
+                    row.try_get("kind")?,
+                    row.try_get("carrier_id")?,
+                    row.try_get("callback")?,
+                    row.try_get("udp")?,
+                    row.try_get("blast_id")?,
+                );
+                sendings.insert(row.try_get("id")?, sending);
+            }
         }
-        let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT d.transaction_id, d.stage, d.expires_ms, d.attempts, t.hash, t.client_id,
-             t.campaign_id, t.recipient, t.kind, t.carrier_id, t.callback, t.udp, t.blast_id
-             FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
-             WHERE d.transaction_id IN (",
-        );
-        let mut list = select.separated(", ");
-        for id in &ids {
-            list.push_bind(*id);
-        }
-        select.push(") ORDER BY d.transaction_id");
-        let rows = select.build().fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        rows.iter().map(due_from_row).collect()
+        Ok(claimed
+            .into_iter()
+            .filter_map(|(transaction_id, stage, expires_ms, attempts)| {
+                let (
+                    hash,
+                    client_id,
+                    campaign_id,
+                    recipient,
+                    kind,
+                    carrier_id,
+                    callback,
+                    udp,
+                    blast_id,
+                ) = sendings.remove(&transaction_id)?;
+                Some(Due {
+                    transaction_id,
+                    stage,
+                    expires_ms,
+                    attempts,
+                    hash,
+                    client_id,
+                    campaign_id,
+                    recipient,
+                    kind,
+                    carrier_id,
+                    callback,
+                    udp,
+                    blast_id,
+                })
+            })
+            .collect())
     }
 
     /// Records a worker step's outcomes in one SQL transaction. Returns the
