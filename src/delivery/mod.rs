@@ -31,6 +31,9 @@ use crate::store::webhook::NewWebhook;
 /// take it again (only after a crash mid-step).
 const LEASE_MS: i64 = 30_000;
 
+/// How long the worker lets new sends gather after being woken for them.
+const WAKE_GATHER: Duration = Duration::from_millis(5);
+
 /// Runs until `stop` changes: a step, then a wait for new work (or the
 /// poll interval, for receipts and expiries that come due by themselves).
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
@@ -51,7 +54,16 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
             continue;
         }
         tokio::select! {
-            _ = app.delivery_wake.notified() => {}
+            _ = app.delivery_wake.notified() => {
+                // New sends come in a stream: waiting a moment lets the next
+                // step take several commits' worth at once, rather than one
+                // step (and its writes) per commit, competing with the sends
+                // for the one writer.
+                tokio::select! {
+                    _ = tokio::time::sleep(WAKE_GATHER) => {}
+                    _ = stop.changed() => return,
+                }
+            }
             _ = tokio::time::sleep(poll) => {}
             _ = stop.changed() => return,
         }

@@ -5,10 +5,18 @@
 //! without holding any lock, then records every outcome of the batch in one
 //! SQL transaction. A claim pushes the rows' due time one lease ahead, so a
 //! worker that dies mid-step leaves its work to be claimed again later.
+//!
+//! Every statement works on the whole batch (`VALUES` lists, `UPDATE …
+//! FROM`, `RETURNING`): with SQLite each statement is a hand-off to the
+//! connection's thread, and a few per batch cost far less than a few per
+//! message.
 
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use sqlx::sqlite::SqliteArguments;
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::webhook::{NewWebhook, enqueue_webhook};
+use super::webhook::{NewWebhook, enqueue_webhooks};
 use super::{Store, now_ms};
 
 /// A claimed delivery with what the worker needs of its transaction.
@@ -76,23 +84,18 @@ impl Step {
     }
 }
 
-fn due_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Due> {
-    Ok(Due {
-        transaction_id: row.try_get("transaction_id")?,
-        stage: row.try_get("stage")?,
-        expires_ms: row.try_get("expires_ms")?,
-        attempts: row.try_get("attempts")?,
-        hash: row.try_get("hash")?,
-        client_id: row.try_get("client_id")?,
-        campaign_id: row.try_get("campaign_id")?,
-        recipient: row.try_get("recipient")?,
-        kind: row.try_get("kind")?,
-        carrier_id: row.try_get("carrier_id")?,
-        callback: row.try_get("callback")?,
-        udp: row.try_get("udp")?,
-        blast_id: row.try_get("blast_id")?,
-    })
-}
+/// What a delivery's transaction tells the worker, by transaction id.
+type Sending = (
+    String,
+    i64,
+    i64,
+    String,
+    String,
+    Option<i64>,
+    String,
+    String,
+    Option<i64>,
+);
 
 impl Store {
     /// Claims up to `limit` deliveries due at `now_ms`, oldest first, by
@@ -103,63 +106,127 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> sqlx::Result<Vec<Due>> {
-        let mut tx = self.writer.begin().await?;
-        // The UPDATE comes first so this transaction holds the write lock
-        // from its first statement on.
-        let ids: Vec<i64> = sqlx::query_scalar(
+        // One statement commits by itself: the rows are this worker's as
+        // soon as it returns, without a BEGIN and COMMIT of their own.
+        let mut claimed: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
              WHERE transaction_id IN (
                  SELECT transaction_id FROM deliveries WHERE due_ms <= $1 ORDER BY due_ms LIMIT $3)
-             RETURNING transaction_id",
+             RETURNING transaction_id, stage, expires_ms, attempts",
         )
         .bind(now_ms)
         .bind(lease_ms)
         .bind(limit)
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.writer)
         .await?;
-        if ids.is_empty() {
-            tx.commit().await?;
-            return Ok(Vec::new());
+        claimed.sort_by_key(|(id, ..)| *id);
+        // What the worker needs of a transaction never changes once stored,
+        // and it was committed with its delivery: a reader may fetch it,
+        // which leaves the one writer free.
+        let mut sendings: HashMap<i64, Sending> = HashMap::with_capacity(claimed.len());
+        for chunk in claimed.chunks(rows_per_statement(1)) {
+            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "SELECT id, hash, client_id, campaign_id, recipient, kind, carrier_id, callback, udp,
+                 blast_id FROM transactions WHERE id IN (",
+            );
+            let mut list = select.separated(", ");
+            for (id, ..) in chunk {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            let rows = once(&mut select).fetch_all(&self.pool).await?;
+            for row in &rows {
+                let sending = (
+                    row.try_get("hash")?,
+                    row.try_get("client_id")?,
+                    row.try_get("campaign_id")?,
+                    row.try_get("recipient")?,
+                    row.try_get("kind")?,
+                    row.try_get("carrier_id")?,
+                    row.try_get("callback")?,
+                    row.try_get("udp")?,
+                    row.try_get("blast_id")?,
+                );
+                sendings.insert(row.try_get("id")?, sending);
+            }
         }
-        let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "SELECT d.transaction_id, d.stage, d.expires_ms, d.attempts, t.hash, t.client_id,
-             t.campaign_id, t.recipient, t.kind, t.carrier_id, t.callback, t.udp, t.blast_id
-             FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
-             WHERE d.transaction_id IN (",
-        );
-        let mut list = select.separated(", ");
-        for id in &ids {
-            list.push_bind(*id);
-        }
-        select.push(") ORDER BY d.transaction_id");
-        let rows = select.build().fetch_all(&mut *tx).await?;
-        tx.commit().await?;
-        rows.iter().map(due_from_row).collect()
+        Ok(claimed
+            .into_iter()
+            .filter_map(|(transaction_id, stage, expires_ms, attempts)| {
+                let (
+                    hash,
+                    client_id,
+                    campaign_id,
+                    recipient,
+                    kind,
+                    carrier_id,
+                    callback,
+                    udp,
+                    blast_id,
+                ) = sendings.remove(&transaction_id)?;
+                Some(Due {
+                    transaction_id,
+                    stage,
+                    expires_ms,
+                    attempts,
+                    hash,
+                    client_id,
+                    campaign_id,
+                    recipient,
+                    kind,
+                    carrier_id,
+                    callback,
+                    udp,
+                    blast_id,
+                })
+            })
+            .collect())
     }
 
     /// Records a worker step's outcomes in one SQL transaction. Returns the
     /// steps that were applied (a delivery whose stage changed since it
     /// was claimed is left alone).
+    ///
+    /// The statements are set-based, so a batch costs a handful of
+    /// statements whatever its size: the stage moves and the ends (each
+    /// learning which deliveries were still in their claimed stage), the
+    /// statuses, the history, the blast counts and the callbacks. Only
+    /// barring a number, which is rare, is a statement per step. Steps are
+    /// for distinct deliveries, as one claim gives them; a later step for
+    /// a delivery already in the batch is not applied.
     pub async fn record_steps<'a>(&self, steps: &'a [Step]) -> sqlx::Result<Vec<&'a Step>> {
         let now_ms = now_ms();
-        let mut tx = self.writer.begin().await?;
-        let mut applied = Vec::with_capacity(steps.len());
-        for step in steps {
-            if record_step(&mut tx, step, now_ms).await? {
-                applied.push(step);
-            }
-        }
-        let events: Vec<(i64, &str)> = applied
+        let mut seen = HashSet::with_capacity(steps.len());
+        let steps: Vec<&Step> = steps
             .iter()
-            .flat_map(|s| s.events().iter().map(|e| (s.transaction_id(), e.as_str())))
+            .filter(|s| seen.insert(s.transaction_id()))
             .collect();
-        for chunk in events.chunks(1000) {
-            let mut insert: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO history (transaction_id, at_ms, event) ");
-            insert.push_values(chunk, |mut b, (id, event)| {
-                b.push_bind(*id).push_bind(now_ms).push_bind(*event);
-            });
-            insert.build().execute(&mut *tx).await?;
+        let mut tx = self.writer.begin().await?;
+        let mut moved = move_stages(&mut tx, &steps).await?;
+        moved.extend(finish(&mut tx, &steps).await?);
+        let applied: Vec<&Step> = steps
+            .into_iter()
+            .filter(|s| moved.contains(&s.transaction_id()))
+            .collect();
+        set_statuses(&mut tx, &applied, now_ms).await?;
+        insert_history(&mut tx, &applied, now_ms).await?;
+        count_blasts(&mut tx, &applied).await?;
+        let hooks: Vec<&NewWebhook> = applied
+            .iter()
+            .filter_map(|s| match s {
+                Step::Finish { webhook, .. } => webhook.as_ref(),
+                Step::Advance { .. } => None,
+            })
+            .collect();
+        enqueue_webhooks(&mut tx, &hooks).await?;
+        for step in &applied {
+            if let Step::Finish {
+                bar: Some((number, carrier_id)),
+                ..
+            } = step
+            {
+                bar(&mut tx, number, *carrier_id, now_ms).await?;
+            }
         }
         tx.commit().await?;
         Ok(applied)
@@ -175,95 +242,459 @@ impl Store {
     }
 }
 
-/// Writes one step; false when its delivery is no longer in the claimed stage.
-async fn record_step(tx: &mut SqliteConnection, step: &Step, now_ms: i64) -> sqlx::Result<bool> {
-    match step {
-        Step::Advance {
-            transaction_id,
-            from_stage,
-            status,
-            stage,
-            due_ms,
-            ..
-        } => {
-            let moved = sqlx::query(
-                "UPDATE deliveries SET stage = $1, due_ms = $2 WHERE transaction_id = $3 AND stage = $4",
-            )
-            .bind(*stage)
-            .bind(due_ms)
-            .bind(transaction_id)
-            .bind(from_stage)
-            .execute(&mut *tx)
-            .await?;
-            if moved.rows_affected() == 0 {
-                return Ok(false);
-            }
-            if let Some(status) = status {
-                set_status(tx, *transaction_id, status, None, now_ms).await?;
-            }
-        }
-        Step::Finish {
-            transaction_id,
-            from_stage,
-            status,
+/// SQLite binds at most this many values in one statement.
+const MAX_BINDS: usize = 32_766;
+
+/// Rows per statement for a VALUES list of `binds` values a row.
+fn rows_per_statement(binds: usize) -> usize {
+    MAX_BINDS / binds
+}
+
+/// Runs a statement whose text depends on the row count: such texts are
+/// many, so they are not kept in the connection's statement cache, where
+/// they would push out the statements that are run all the time.
+fn once(query: &mut QueryBuilder<Sqlite>) -> sqlx::query::Query<'_, Sqlite, SqliteArguments> {
+    query.build().persistent(false)
+}
+
+/// Moves the advanced deliveries to their next stage; returns those that
+/// were still in the stage they were claimed in.
+async fn move_stages(tx: &mut SqliteConnection, steps: &[&Step]) -> sqlx::Result<HashSet<i64>> {
+    let moves: Vec<(i64, &str, &str, i64)> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Advance {
+                transaction_id,
+                from_stage,
+                stage,
+                due_ms,
+                ..
+            } => Some((*transaction_id, from_stage.as_str(), *stage, *due_ms)),
+            Step::Finish { .. } => None,
+        })
+        .collect();
+    let mut moved = HashSet::with_capacity(moves.len());
+    for chunk in moves.chunks(rows_per_statement(4)) {
+        let mut update: QueryBuilder<Sqlite> =
+            QueryBuilder::new("WITH s (id, from_stage, stage, due_ms) AS (");
+        update.push_values(chunk, |mut b, (id, from_stage, stage, due_ms)| {
+            b.push_bind(*id)
+                .push_bind(*from_stage)
+                .push_bind(*stage)
+                .push_bind(*due_ms);
+        });
+        update.push(
+            ") UPDATE deliveries SET stage = s.stage, due_ms = s.due_ms FROM s
+             WHERE deliveries.transaction_id = s.id AND deliveries.stage = s.from_stage
+             RETURNING transaction_id",
+        );
+        let ids: Vec<i64> = once(&mut update)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<sqlx::Result<_>>()?;
+        moved.extend(ids);
+    }
+    Ok(moved)
+}
+
+/// Removes the deliveries of finished transactions; returns those that
+/// were still in the stage they were claimed in.
+async fn finish(tx: &mut SqliteConnection, steps: &[&Step]) -> sqlx::Result<HashSet<i64>> {
+    let ends: Vec<(i64, &str)> = steps
+        .iter()
+        .filter_map(|s| match s {
+            Step::Finish {
+                transaction_id,
+                from_stage,
+                ..
+            } => Some((*transaction_id, from_stage.as_str())),
+            Step::Advance { .. } => None,
+        })
+        .collect();
+    let mut removed = HashSet::with_capacity(ends.len());
+    for chunk in ends.chunks(rows_per_statement(2)) {
+        let mut delete: QueryBuilder<Sqlite> = QueryBuilder::new("WITH s (id, from_stage) AS (");
+        delete.push_values(chunk, |mut b, (id, from_stage)| {
+            b.push_bind(*id).push_bind(*from_stage);
+        });
+        // The plain IN lets the key find each row; the pair IN alone
+        // would scan the whole queue.
+        delete.push(
+            ") DELETE FROM deliveries WHERE transaction_id IN (SELECT id FROM s)
+             AND (transaction_id, stage) IN (SELECT id, from_stage FROM s)
+             RETURNING transaction_id",
+        );
+        let ids: Vec<i64> = once(&mut delete)
+            .fetch_all(&mut *tx)
+            .await?
+            .iter()
+            .map(|row| row.try_get(0))
+            .collect::<sqlx::Result<_>>()?;
+        removed.extend(ids);
+    }
+    Ok(removed)
+}
+
+/// Sets the new statuses (and, for an end, the code) of applied steps.
+async fn set_statuses(
+    tx: &mut SqliteConnection,
+    applied: &[&Step],
+    now_ms: i64,
+) -> sqlx::Result<()> {
+    let changes: Vec<(i64, &str, Option<i64>)> = applied
+        .iter()
+        .filter_map(|s| match s {
+            Step::Advance {
+                transaction_id,
+                status,
+                ..
+            } => status.map(|status| (*transaction_id, status, None)),
+            Step::Finish {
+                transaction_id,
+                status,
+                code,
+                ..
+            } => Some((*transaction_id, *status, Some(*code))),
+        })
+        .collect();
+    for chunk in changes.chunks(rows_per_statement(3) - 1) {
+        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("WITH s (id, status, code) AS (");
+        update.push_values(chunk, |mut b, (id, status, code)| {
+            b.push_bind(*id).push_bind(*status).push_bind(*code);
+        });
+        update.push(
+            ") UPDATE transactions SET status = s.status,
+             code = COALESCE(s.code, transactions.code), updated_at = ",
+        );
+        update.push_bind(now_ms / 1000);
+        update.push(" FROM s WHERE transactions.id = s.id");
+        once(&mut update).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// The history events of applied steps.
+async fn insert_history(
+    tx: &mut SqliteConnection,
+    applied: &[&Step],
+    now_ms: i64,
+) -> sqlx::Result<()> {
+    let events: Vec<(i64, &str)> = applied
+        .iter()
+        .flat_map(|s| s.events().iter().map(|e| (s.transaction_id(), e.as_str())))
+        .collect();
+    for chunk in events.chunks(rows_per_statement(3)) {
+        let mut insert: QueryBuilder<Sqlite> =
+            QueryBuilder::new("INSERT INTO history (transaction_id, at_ms, event) ");
+        insert.push_values(chunk, |mut b, (id, event)| {
+            b.push_bind(*id).push_bind(now_ms).push_bind(*event);
+        });
+        once(&mut insert).execute(&mut *tx).await?;
+    }
+    Ok(())
+}
+
+/// Counts the ends of blast messages, sent (COMPLETE) or failed, one row
+/// per blast.
+async fn count_blasts(tx: &mut SqliteConnection, applied: &[&Step]) -> sqlx::Result<()> {
+    let mut counts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    for step in applied {
+        if let Step::Finish {
+            blast_id: Some(blast_id),
             code,
-            webhook,
-            blast_id,
-            bar,
             ..
-        } => {
-            let removed =
-                sqlx::query("DELETE FROM deliveries WHERE transaction_id = $1 AND stage = $2")
-                    .bind(transaction_id)
-                    .bind(from_stage)
-                    .execute(&mut *tx)
-                    .await?;
-            if removed.rows_affected() == 0 {
-                return Ok(false);
-            }
-            set_status(tx, *transaction_id, status, Some(*code), now_ms).await?;
-            if let Some(hook) = webhook {
-                enqueue_webhook(tx, hook).await?;
-            }
-            if let Some(blast_id) = blast_id {
-                let count = if *code == 1 {
-                    "UPDATE blasts SET sent = sent + 1 WHERE id = $1"
-                } else {
-                    "UPDATE blasts SET failed = failed + 1 WHERE id = $1"
-                };
-                sqlx::query(count).bind(blast_id).execute(&mut *tx).await?;
-            }
-            if let Some((number, carrier_id)) = bar {
-                sqlx::query(
-                    "INSERT INTO blacklist (number, carrier_id, created_at) VALUES ($1, $2, $3)
-                     ON CONFLICT DO NOTHING",
-                )
-                .bind(number)
-                .bind(carrier_id)
-                .bind(now_ms / 1000)
-                .execute(&mut *tx)
-                .await?;
+        } = step
+        {
+            let (sent, failed) = counts.entry(*blast_id).or_default();
+            if *code == 1 {
+                *sent += 1;
+            } else {
+                *failed += 1;
             }
         }
     }
-    Ok(true)
+    let counts: Vec<(i64, (i64, i64))> = counts.into_iter().collect();
+    for chunk in counts.chunks(rows_per_statement(3)) {
+        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("WITH s (id, sent, failed) AS (");
+        update.push_values(chunk, |mut b, (id, (sent, failed))| {
+            b.push_bind(*id).push_bind(*sent).push_bind(*failed);
+        });
+        update.push(
+            ") UPDATE blasts SET sent = blasts.sent + s.sent, failed = blasts.failed + s.failed
+             FROM s WHERE blasts.id = s.id",
+        );
+        once(&mut update).execute(&mut *tx).await?;
+    }
+    Ok(())
 }
 
-async fn set_status(
+/// Bars a number on its carrier from now on.
+async fn bar(
     tx: &mut SqliteConnection,
-    transaction_id: i64,
-    status: &str,
-    code: Option<i64>,
+    number: &str,
+    carrier_id: i64,
     now_ms: i64,
 ) -> sqlx::Result<()> {
     sqlx::query(
-        "UPDATE transactions SET status = $1, code = COALESCE($2, code), updated_at = $3 WHERE id = $4",
+        "INSERT INTO blacklist (number, carrier_id, created_at) VALUES ($1, $2, $3)
+         ON CONFLICT DO NOTHING",
     )
-    .bind(status)
-    .bind(code)
+    .bind(number)
+    .bind(carrier_id)
     .bind(now_ms / 1000)
-    .bind(transaction_id)
     .execute(&mut *tx)
     .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+
+    async fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::load(None).expect("defaults");
+        config.data_dir = dir.path().to_path_buf();
+        let store = Store::open(&config).await.expect("store");
+        (dir, store)
+    }
+
+    /// Queues transactions 1..=n, each due for submission with two history
+    /// events, as an accepted send leaves them.
+    async fn seed(store: &Store, n: i64) {
+        let mut tx = store.writer.begin().await.expect("begin");
+        for sql in [
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+             INSERT INTO transactions (id, hash, client_id, campaign_id, sender, from_name, recipient,
+                 to_input, to_name, kind, body, status, created_at, updated_at)
+             SELECT i, 'abcd1234', 1, 1, '21534', '', '1310867' || printf('%04d', i % 10000), '', '',
+                 'sms', 'hi', 'QUEUED', 0, 0 FROM n",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+             INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms)
+             SELECT i, 'submit', 0, 9000000000000 FROM n",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
+             INSERT INTO history (transaction_id, at_ms, event)
+             SELECT i, 0, e FROM n, (SELECT 'Transaction Created' AS e UNION ALL SELECT 'Transaction Queued')",
+        ] {
+            sqlx::query(sql).bind(n).execute(&mut *tx).await.expect("seed");
+        }
+        tx.commit().await.expect("commit");
+    }
+
+    async fn blast(store: &Store) -> i64 {
+        sqlx::query_scalar(
+            "INSERT INTO blasts (client_id, list_id, campaign_id, request, created_at)
+             VALUES (1, 1, 1, '{}', 0) RETURNING id",
+        )
+        .fetch_one(&store.writer)
+        .await
+        .expect("blast")
+    }
+
+    fn advance(id: i64, from_stage: &str, due_ms: i64) -> Step {
+        Step::Advance {
+            transaction_id: id,
+            from_stage: from_stage.into(),
+            status: Some("SENT"),
+            events: vec!["SMS Sent".into()],
+            stage: "receipt",
+            due_ms,
+        }
+    }
+
+    fn finish(id: i64, from_stage: &str, code: i64, blast_id: Option<i64>) -> Step {
+        Step::Finish {
+            transaction_id: id,
+            from_stage: from_stage.into(),
+            status: if code == 1 { "COMPLETE" } else { "FAILED" },
+            code,
+            events: vec![format!("Ended {code}")],
+            webhook: None,
+            blast_id,
+            bar: None,
+        }
+    }
+
+    async fn delivery(store: &Store, id: i64) -> Option<(String, i64)> {
+        sqlx::query_as("SELECT stage, due_ms FROM deliveries WHERE transaction_id = $1")
+            .bind(id)
+            .fetch_optional(&store.pool)
+            .await
+            .expect("delivery")
+    }
+
+    async fn status(store: &Store, id: i64) -> (String, Option<i64>) {
+        sqlx::query_as("SELECT status, code FROM transactions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&store.pool)
+            .await
+            .expect("status")
+    }
+
+    async fn events(store: &Store, id: i64) -> Vec<String> {
+        sqlx::query_scalar("SELECT event FROM history WHERE transaction_id = $1 ORDER BY rowid")
+            .bind(id)
+            .fetch_all(&store.pool)
+            .await
+            .expect("history")
+    }
+
+    async fn count(store: &Store, sql: &'static str) -> i64 {
+        sqlx::query_scalar(sql)
+            .fetch_one(&store.pool)
+            .await
+            .expect("count")
+    }
+
+    #[tokio::test]
+    async fn a_mixed_batch_is_applied_except_where_the_stage_changed() {
+        let (_dir, store) = open().await;
+        seed(&store, 8).await;
+        let (first, second) = (blast(&store).await, blast(&store).await);
+        let mut with_callback = finish(2, "submit", 1, Some(first));
+        if let Step::Finish { webhook, .. } = &mut with_callback {
+            *webhook = Some(NewWebhook {
+                client_id: 1,
+                url: "http://127.0.0.1:9/end".into(),
+                content_type: "application/xml",
+                body: "<response>2</response>".into(),
+            });
+        }
+        let mut barred = finish(7, "submit", 604, None);
+        if let Step::Finish { bar, .. } = &mut barred {
+            *bar = Some(("13108670007".into(), 3));
+        }
+        let steps = vec![
+            advance(1, "submit", 5_000),
+            with_callback,
+            finish(3, "submit", 600, Some(first)),
+            finish(4, "submit", 1, Some(second)),
+            // Claimed in another stage than the one the delivery is in now.
+            advance(5, "held", 6_000),
+            finish(6, "receipt", 1, Some(second)),
+            barred,
+            finish(8, "submit", 1, Some(second)),
+        ];
+
+        let applied = store.record_steps(&steps).await.expect("recorded");
+
+        let ids: Vec<i64> = applied.iter().map(|s| s.transaction_id()).collect();
+        assert_eq!(ids, [1, 2, 3, 4, 7, 8]);
+        assert_eq!(delivery(&store, 1).await, Some(("receipt".into(), 5_000)));
+        for id in [2, 3, 4, 7, 8] {
+            assert_eq!(delivery(&store, id).await, None, "delivery {id} ended");
+        }
+        for id in [5, 6] {
+            assert_eq!(delivery(&store, id).await, Some(("submit".into(), 0)));
+            assert_eq!(status(&store, id).await, ("QUEUED".into(), None));
+            assert_eq!(events(&store, id).await.len(), 2);
+        }
+        assert_eq!(status(&store, 1).await, ("SENT".into(), None));
+        assert_eq!(status(&store, 2).await, ("COMPLETE".into(), Some(1)));
+        assert_eq!(status(&store, 3).await, ("FAILED".into(), Some(600)));
+        assert_eq!(status(&store, 7).await, ("FAILED".into(), Some(604)));
+        assert_eq!(
+            events(&store, 1).await,
+            ["Transaction Created", "Transaction Queued", "SMS Sent"]
+        );
+        assert_eq!(
+            events(&store, 3).await.last().map(String::as_str),
+            Some("Ended 600")
+        );
+
+        let counts: Vec<(i64, i64, i64)> =
+            sqlx::query_as("SELECT id, sent, failed FROM blasts ORDER BY id")
+                .fetch_all(&store.pool)
+                .await
+                .expect("blasts");
+        assert_eq!(counts, [(first, 1, 1), (second, 2, 0)]);
+
+        let hooks: Vec<(String, String)> = sqlx::query_as("SELECT url, body FROM webhooks")
+            .fetch_all(&store.pool)
+            .await
+            .expect("webhooks");
+        assert_eq!(
+            hooks,
+            [(
+                "http://127.0.0.1:9/end".into(),
+                "<response>2</response>".into()
+            )]
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM blacklist WHERE number = '13108670007' AND carrier_id = 3"
+            )
+            .await,
+            1
+        );
+    }
+
+    #[tokio::test]
+    async fn a_second_step_for_the_same_delivery_is_not_applied() {
+        let (_dir, store) = open().await;
+        seed(&store, 1).await;
+        let steps = vec![advance(1, "submit", 5_000), finish(1, "submit", 1, None)];
+        let applied = store.record_steps(&steps).await.expect("recorded");
+        assert_eq!(applied.len(), 1);
+        assert!(matches!(applied[0], Step::Advance { .. }));
+        assert_eq!(delivery(&store, 1).await, Some(("receipt".into(), 5_000)));
+        assert_eq!(status(&store, 1).await, ("SENT".into(), None));
+    }
+
+    #[tokio::test]
+    async fn batches_beyond_the_bound_value_limit_are_split() {
+        let (_dir, store) = open().await;
+        // 9,000 moves (4 values a row) and 17,000 ends (2 a row) each
+        // exceed what one statement can bind.
+        seed(&store, 26_000).await;
+        let blast_id = blast(&store).await;
+        let steps: Vec<Step> = (1..=26_000)
+            .map(|id| {
+                if id <= 9_000 {
+                    advance(id, "submit", 7_000)
+                } else {
+                    finish(id, "submit", 1, Some(blast_id))
+                }
+            })
+            .collect();
+        let applied = store.record_steps(&steps).await.expect("recorded");
+        assert_eq!(applied.len(), 26_000);
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM deliveries WHERE stage = 'receipt'"
+            )
+            .await,
+            9_000
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM deliveries").await,
+            9_000
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM transactions WHERE status = 'COMPLETE' AND code = 1"
+            )
+            .await,
+            17_000
+        );
+        assert_eq!(
+            count(
+                &store,
+                "SELECT COUNT(*) FROM transactions WHERE status = 'SENT'"
+            )
+            .await,
+            9_000
+        );
+        assert_eq!(
+            count(&store, "SELECT COUNT(*) FROM history").await,
+            26_000 * 3
+        );
+        assert_eq!(count(&store, "SELECT sent FROM blasts").await, 17_000);
+    }
 }

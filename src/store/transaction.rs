@@ -85,8 +85,12 @@ impl Store {
 
     /// A number's opt status for a campaign: 1 OPTEDIN, 0 GREY, -2
     /// OPTEDOUT; `None` when UNSEEN.
+    /// Concurrent calls share one query ([`super::opt_reads`]).
     pub async fn opt_status_of(&self, number: &str, campaign_id: i64) -> sqlx::Result<Option<i64>> {
         self.check_faults()?;
+        if let Some(status) = self.opt_reads.status(number, campaign_id).await {
+            return status;
+        }
         sqlx::query_scalar("SELECT status FROM opt_status WHERE number = $1 AND campaign_id = $2")
             .bind(number)
             .bind(campaign_id)
