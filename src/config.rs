@@ -201,6 +201,9 @@ pub struct SmppBind {
     pub window: usize,
     /// Messages a second, per connection; 0 = no limit.
     pub max_per_second: f64,
+    /// After the SMSC throttles, the connection halves its rate for this
+    /// many seconds, then goes back to `max_per_second`.
+    pub throttle_secs: u64,
     pub enquire_link_secs: u64,
     /// How long a `submit_sm` may wait for its response.
     pub response_timeout_secs: u64,
@@ -225,6 +228,7 @@ impl Default for SmppBind {
             version: "3.4".into(),
             window: 64,
             max_per_second: 0.0,
+            throttle_secs: 10,
             enquire_link_secs: 30,
             response_timeout_secs: 10,
             registered_delivery: true,

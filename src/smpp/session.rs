@@ -44,10 +44,13 @@ use crate::inbound::InboundMessage;
 /// The first reconnection delay; each failure doubles it up to [`MAX_BACKOFF`].
 const FIRST_BACKOFF: Duration = Duration::from_millis(200);
 const MAX_BACKOFF: Duration = Duration::from_secs(60);
-/// How long a throttled connection keeps its halved rate.
-const SLOW_FOR: Duration = Duration::from_secs(10);
-/// The rate a connection without a limit falls to when throttled.
-const UNLIMITED_FALLBACK: f64 = 100.0;
+/// The rate a connection without a limit falls to when first throttled.
+const UNLIMITED_FALLBACK: f64 = 200.0;
+/// The slowest a throttled connection goes.
+const SLOWEST: f64 = 5.0;
+/// Throttled answers within this long of a slow-down count as one: a full
+/// window answered "throttled" at once must not halve the rate 64 times.
+const DEBOUNCE: Duration = Duration::from_secs(1);
 
 /// The jobs of one carrier, shared by its connections.
 pub type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>>;
@@ -55,23 +58,25 @@ pub type Queue = Arc<tokio::sync::Mutex<mpsc::UnboundedReceiver<Job>>>;
 /// The throughput limit of one connection.
 pub struct Pace {
     base: Option<f64>,
+    slow_for: Duration,
     state: Mutex<PaceState>,
 }
 
 struct PaceState {
     rate: Option<f64>,
-    slow_until: Option<Instant>,
+    slowed_at: Option<Instant>,
     next: Instant,
 }
 
 impl Pace {
-    pub fn new(per_second: f64) -> Pace {
+    pub fn new(per_second: f64, slow_for: Duration) -> Pace {
         let base = (per_second > 0.0).then_some(per_second);
         Pace {
             base,
+            slow_for,
             state: Mutex::new(PaceState {
                 rate: base,
-                slow_until: None,
+                slowed_at: None,
                 next: Instant::now(),
             }),
         }
@@ -82,9 +87,11 @@ impl Pace {
         let at = {
             let mut state = self.state.lock().expect("pace lock");
             let now = Instant::now();
-            if state.slow_until.is_some_and(|until| now >= until) {
-                state.slow_until = None;
+            if state.slowed_at.is_some_and(|at| now >= at + self.slow_for) {
+                // Back to full speed; slots booked at the slow rate are forgotten.
+                state.slowed_at = None;
                 state.rate = self.base;
+                state.next = now;
             }
             let Some(rate) = state.rate else {
                 return;
@@ -99,9 +106,13 @@ impl Pace {
     /// Halves the rate for a while (the SMSC said throttled or queue full).
     pub fn slow_down(&self) {
         let mut state = self.state.lock().expect("pace lock");
-        let current = state.rate.unwrap_or(UNLIMITED_FALLBACK);
-        state.rate = Some((current / 2.0).max(1.0));
-        state.slow_until = Some(Instant::now() + SLOW_FOR);
+        let now = Instant::now();
+        if state.slowed_at.is_some_and(|at| now < at + DEBOUNCE) {
+            return;
+        }
+        let current = state.rate.unwrap_or(UNLIMITED_FALLBACK * 2.0);
+        state.rate = Some((current / 2.0).max(SLOWEST));
+        state.slowed_at = Some(now);
     }
 }
 
@@ -113,7 +124,10 @@ pub async fn run(
     reports: mpsc::UnboundedSender<Report>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let pace = Arc::new(Pace::new(bind.max_per_second));
+    let pace = Arc::new(Pace::new(
+        bind.max_per_second,
+        Duration::from_secs(bind.throttle_secs),
+    ));
     let window = Arc::new(Semaphore::new(bind.window.max(1)));
     let parts = Arc::new(Mutex::new(Parts::default()));
     let mut failures = 0u32;
@@ -579,4 +593,47 @@ async fn next_job(queue: &Queue, window: &Arc<Semaphore>) -> Option<Job> {
     // connection while this one is full.
     drop(window.acquire().await.ok()?);
     queue.lock().await.recv().await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rate(pace: &Pace) -> Option<f64> {
+        pace.state.lock().unwrap().rate
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn throttling_halves_once_per_burst_and_recovers() {
+        let pace = Pace::new(0.0, Duration::from_secs(10));
+        assert_eq!(rate(&pace), None);
+        pace.slow_down();
+        assert_eq!(rate(&pace), Some(UNLIMITED_FALLBACK));
+        // The rest of a window answered "throttled" together counts once.
+        pace.slow_down();
+        pace.slow_down();
+        assert_eq!(rate(&pace), Some(UNLIMITED_FALLBACK));
+        tokio::time::advance(DEBOUNCE).await;
+        pace.slow_down();
+        assert_eq!(rate(&pace), Some(UNLIMITED_FALLBACK / 2.0));
+        // Slots booked at the slow rate do not outlive it.
+        for _ in 0..50 {
+            pace.wait().await;
+        }
+        tokio::time::advance(Duration::from_secs(11)).await;
+        let before = Instant::now();
+        pace.wait().await;
+        assert_eq!(Instant::now(), before, "full speed at once");
+        assert_eq!(rate(&pace), None);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_limited_connection_never_goes_below_the_slowest_rate() {
+        let pace = Pace::new(8.0, Duration::from_secs(10));
+        for _ in 0..5 {
+            pace.slow_down();
+            tokio::time::advance(DEBOUNCE).await;
+        }
+        assert_eq!(rate(&pace), Some(SLOWEST));
+    }
 }

@@ -544,7 +544,7 @@ async fn node_smsc() -> Option<(
 }
 
 #[tokio::test]
-async fn an_independent_smsc_takes_submits_returns_receipts_and_phone_messages() {
+async fn an_independent_smsc_takes_submits_returns_receipts_and_a_stop() {
     let Some((mut child, port, mut lines)) = node_smsc().await else {
         return;
     };
@@ -558,9 +558,29 @@ async fn an_independent_smsc_takes_submits_returns_receipts_and_phone_messages()
     };
     let server = server_for(bind, |_| {}).await;
     let creds = server.client().await;
-    let campaign = campaign(&server, &creds).await;
+    let receiver = Receiver::start().await;
+    let campaign = moms::store::campaign::Campaign {
+        callback_url: format!("{}/mo", receiver.base),
+        stop_message: "Alerts: you are unsubscribed".into(),
+        ..campaign_settings(&creds, "Alerts")
+    };
+    let campaign_id = server
+        .app
+        .store
+        .create_campaign(&campaign, Some("21534"))
+        .await
+        .unwrap()
+        .to_string();
 
-    let (id, hash) = send(&server, &creds, &campaign, "13108675309", "interop hello").await;
+    // Sent, acknowledged and confirmed by the SMSC's receipt.
+    let (id, hash) = send(
+        &server,
+        &creds,
+        &campaign_id,
+        "13105550123",
+        "interop hello",
+    )
+    .await;
     let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
     assert!(
         events.contains(&"Delivery Confirmed".to_string()),
@@ -570,31 +590,56 @@ async fn an_independent_smsc_takes_submits_returns_receipts_and_phone_messages()
     while !submit.starts_with("SUBMIT ") {
         submit = lines.next_line().await.unwrap().expect("a SUBMIT line");
     }
-    assert!(submit.ends_with(" 13108675309 0 interop hello"), "{submit}");
+    assert!(submit.ends_with(" 13105550123 0 interop hello"), "{submit}");
 
+    // The phone answers STOP: opted out, confirmed, and the campaign told.
     let stdin = child.stdin.as_mut().unwrap();
     stdin
-        .write_all(b"MO 13105550123 21534 Hello from a phone\n")
+        .write_all(b"MO 13105550123 21534 STOP\n")
         .await
         .unwrap();
     stdin.flush().await.unwrap();
-    let deadline = Instant::now() + Duration::from_secs(5);
-    loop {
-        let body: Option<String> =
-            sqlx::query_scalar("SELECT body FROM inbound WHERE sender = '13105550123'")
-                .fetch_optional(&server.app.store.pool)
-                .await
-                .unwrap();
-        if let Some(body) = body {
-            assert_eq!(body, "Hello from a phone");
-            break;
-        }
-        assert!(
-            Instant::now() < deadline,
-            "the phone message was never stored"
-        );
-        tokio::time::sleep(Duration::from_millis(20)).await;
+    let got = receiver.wait_for(1).await;
+    assert!(
+        got[0].body.contains("<event>stop</event>"),
+        "{}",
+        got[0].body
+    );
+    assert!(
+        got[0].body.contains("<msisdn>13105550123</msisdn>"),
+        "{}",
+        got[0].body
+    );
+    assert!(got[0].headers.contains_key("x-moms-signature"));
+    let json = server
+        .call_json(
+            &creds,
+            "user.getopt",
+            &[("number", "3105550123"), ("campaign_id", &campaign_id)],
+        )
+        .await;
+    assert_eq!(json["response"]["campaigns"][0]["status"], "OPTEDOUT");
+    // The confirmation goes out through the same SMSC; the number is refused afterwards.
+    let mut confirmation = String::new();
+    while !confirmation.contains("you are unsubscribed") {
+        confirmation = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the stop confirmation");
     }
+    let resp = server
+        .call(
+            &creds,
+            "transaction.send",
+            &[
+                ("campaign_id", &campaign_id),
+                ("to", "3105550123"),
+                ("message", "again"),
+            ],
+        )
+        .await;
+    assert_code(&resp, 606);
 }
 
 #[tokio::test]
