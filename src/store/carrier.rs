@@ -8,7 +8,6 @@
 
 use std::collections::{HashMap, HashSet};
 
-use futures_util::TryStreamExt;
 use sqlx::{QueryBuilder, Row, Sqlite};
 
 use super::{Store, now};
@@ -19,6 +18,13 @@ use crate::domain::phone::PhoneNumber;
 /// Rows per `INSERT` statement of an import batch: two or three bound
 /// values each stays well under SQLite's limit of 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 2_000;
+
+/// The carrier table's rows come packed, 50,000 to a string (see
+/// [`Store::load_numbers`]); `$1` is the last rowid read.
+const PORTED_CHUNK: &str = "SELECT max(rowid), group_concat(number || ':' || carrier_id, ',')
+    FROM (SELECT rowid, number, carrier_id FROM ported_numbers WHERE rowid > $1 ORDER BY rowid LIMIT 50000)";
+const BLACKLIST_CHUNK: &str = "SELECT max(rowid), group_concat(number || ':' || carrier_id, ',')
+    FROM (SELECT rowid, number, carrier_id FROM blacklist WHERE rowid > $1 ORDER BY rowid LIMIT 50000)";
 
 /// How many ported numbers and barred numbers name a carrier.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -49,30 +55,60 @@ impl Store {
     /// Rows are streamed into the maps, so a million ported numbers never
     /// sit in memory twice.
     pub async fn carrier_table(&self) -> sqlx::Result<CarrierTable> {
+        let started = std::time::Instant::now();
         let carriers = self.carriers().await?;
         let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ported_numbers")
             .fetch_one(&self.pool)
             .await?;
         let mut ported = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
-        let mut rows =
-            sqlx::query_as::<_, (String, i64)>("SELECT number, carrier_id FROM ported_numbers")
-                .fetch(&self.pool);
-        while let Some((number, carrier_id)) = rows.try_next().await? {
-            if let Some(key) = number_key(&number) {
-                ported.insert(key, carrier_id);
-            }
-        }
-        drop(rows);
+        self.load_numbers(PORTED_CHUNK, |key, carrier_id| {
+            ported.insert(key, carrier_id);
+        })
+        .await?;
         let mut blacklist = HashSet::new();
-        let mut rows =
-            sqlx::query_as::<_, (String, i64)>("SELECT number, carrier_id FROM blacklist")
-                .fetch(&self.pool);
-        while let Some((number, carrier_id)) = rows.try_next().await? {
-            if let Some(key) = number_key(&number) {
-                blacklist.insert((key, carrier_id));
+        self.load_numbers(BLACKLIST_CHUNK, |key, carrier_id| {
+            blacklist.insert((key, carrier_id));
+        })
+        .await?;
+        let (ported_len, barred_len) = (ported.len(), blacklist.len());
+        let table = CarrierTable::new(carriers, ported, blacklist);
+        tracing::debug!(
+            ported = ported_len,
+            barred = barred_len,
+            elapsed_ms = started.elapsed().as_millis() as u64,
+            "carrier table loaded"
+        );
+        Ok(table)
+    }
+
+    /// Reads every (number, carrier id) that `chunk_sql` packs into `each`.
+    /// Rows come packed, tens of thousands to a string, because handing
+    /// SQLite rows over one at a time costs microseconds each: over a
+    /// million rows, seconds.
+    async fn load_numbers(
+        &self,
+        chunk_sql: &'static str,
+        mut each: impl FnMut(u64, i64),
+    ) -> sqlx::Result<()> {
+        let mut after = 0_i64;
+        loop {
+            let (last, packed): (Option<i64>, Option<String>) = sqlx::query_as(chunk_sql)
+                .bind(after)
+                .fetch_one(&self.pool)
+                .await?;
+            let (Some(last), Some(packed)) = (last, packed) else {
+                return Ok(());
+            };
+            for pair in packed.split(',') {
+                let parsed = pair.split_once(':').and_then(|(number, carrier_id)| {
+                    Some((number_key(number)?, carrier_id.parse().ok()?))
+                });
+                if let Some((key, carrier_id)) = parsed {
+                    each(key, carrier_id);
+                }
             }
+            after = last;
         }
-        Ok(CarrierTable::new(carriers, ported, blacklist))
     }
 
     /// Every stored carrier, by id.
