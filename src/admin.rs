@@ -2,6 +2,8 @@
 //! They call the store and domain directly, never HTTP; what they change
 //! reaches a running server through the store's change counter.
 
+pub mod carrier;
+
 use std::sync::Arc;
 
 use clap::Subcommand;
@@ -41,6 +43,11 @@ pub enum AdminCommand {
     Promo {
         #[command(subcommand)]
         command: PromoCommand,
+    },
+    /// Carriers, ported numbers and blacklists
+    Carrier {
+        #[command(subcommand)]
+        command: carrier::CarrierCommand,
     },
 }
 
@@ -155,6 +162,7 @@ pub async fn run(config: Config, command: AdminCommand, as_json: bool) -> anyhow
     let store = Store::open(&config).await?;
     match command {
         AdminCommand::Client { command } => client(&store, &config, command, as_json).await,
+        AdminCommand::Carrier { command } => carrier::run(&store, &config, command, as_json).await,
         AdminCommand::Campaign {
             command:
                 CampaignCommand::Create {

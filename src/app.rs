@@ -99,6 +99,7 @@ impl App {
         std::fs::create_dir_all(config.media_dir())?;
         std::fs::create_dir_all(config.tmp_dir())?;
         let store = Store::open(&config).await?;
+        store.apply_configured_carriers(&config.carriers).await?;
         let generation_at_open = store.generation().await?;
         let carriers = store.carrier_table().await?;
         let delivery_wake = Arc::new(Notify::new());

@@ -77,6 +77,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
             let config = cli.global.config()?;
             let store = crate::store::Store::open(&config).await?;
             let ran = store.migrate().await?;
+            store.apply_configured_carriers(&config.carriers).await?;
             crate::admin::print(
                 cli.global.json,
                 serde_json::json!({"migrated": true, "database": config.database_path()}),

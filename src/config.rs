@@ -33,6 +33,47 @@ pub struct Config {
     /// SMPP binds, one entry each (`[[smpp]]`); none by default.
     #[serde(default)]
     pub smpp: Vec<SmppBind>,
+    /// Carriers declared here are upserted into the store at start (spec
+    /// section 7); none at all: the built-in sandbox carrier.
+    #[serde(default)]
+    pub carriers: Vec<CarrierConfig>,
+}
+
+/// One `[[carriers]]` entry.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct CarrierConfig {
+    pub id: i64,
+    pub name: String,
+    /// E.164 digit prefixes, e.g. `["1310", "1424"]`.
+    #[serde(default)]
+    pub prefixes: Vec<String>,
+    #[serde(default = "yes")]
+    pub served: bool,
+    #[serde(default = "yes")]
+    pub mms: bool,
+    #[serde(default = "sandbox_connector")]
+    pub connector: String,
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn sandbox_connector() -> String {
+    "sandbox".into()
+}
+
+impl CarrierConfig {
+    pub fn to_carrier(&self) -> crate::domain::carrier::Carrier {
+        crate::domain::carrier::Carrier {
+            id: self.id,
+            name: self.name.trim().to_string(),
+            prefixes: self.prefixes.iter().map(|p| p.trim().to_string()).collect(),
+            served: self.served,
+            mms: self.mms,
+            connector: self.connector.trim().to_string(),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -394,5 +435,24 @@ mod tests {
                 .to_string()
                 .contains("smtp.from")
         );
+    }
+
+    #[test]
+    fn carriers_come_from_the_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("moms.toml");
+        std::fs::write(
+            &file,
+            "[[carriers]]\nid = 5\nname = \"West\"\nprefixes = [\"1310\"]\nmms = false\n",
+        )
+        .unwrap();
+        let config = Config::load(Some(&file)).unwrap();
+        assert!(Config::load(None).unwrap().carriers.is_empty());
+        let west = &config.carriers[0];
+        assert_eq!((west.id, west.served, west.mms), (5, true, false));
+        assert_eq!(west.connector, "sandbox");
+        // `moms config` shows them, and reads back.
+        let shown: Config = toml::from_str(&config.redacted_toml()).unwrap();
+        assert_eq!(shown.carriers, config.carriers);
     }
 }

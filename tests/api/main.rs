@@ -5,6 +5,7 @@ mod common;
 
 mod admin;
 mod campaign;
+mod carrier;
 mod cli;
 mod codes;
 mod inbound;
