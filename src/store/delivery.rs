@@ -108,10 +108,33 @@ impl Store {
     ) -> sqlx::Result<Vec<Due>> {
         // One statement commits by itself: the rows are this worker's as
         // soon as it returns, without a BEGIN and COMMIT of their own.
+        //
+        // Fairness: each client's due work forms a lane (found by walking the
+        // (client_id, due_ms) index one client at a time), each lane offers
+        // its oldest rows, and the claim takes them in turns: every client's
+        // first, then every client's second, … A blast of 100,000 messages
+        // then delays another client's single message by one turn, not by
+        // the whole blast; a lone client still gets the full batch.
         let mut claimed: Vec<(i64, String, i64, i64)> = sqlx::query_as(
             "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
              WHERE transaction_id IN (
-                 SELECT transaction_id FROM deliveries WHERE due_ms <= $1 ORDER BY due_ms LIMIT $3)
+                 WITH RECURSIVE lane(client_id) AS (
+                     SELECT MIN(client_id) FROM deliveries
+                     UNION ALL
+                     SELECT (SELECT MIN(client_id) FROM deliveries WHERE client_id > lane.client_id)
+                     FROM lane WHERE lane.client_id IS NOT NULL
+                 ),
+                 offered AS (
+                     SELECT d.transaction_id, d.client_id, d.due_ms FROM lane JOIN deliveries d
+                     ON d.transaction_id IN (
+                         SELECT transaction_id FROM deliveries
+                         WHERE client_id = lane.client_id AND due_ms <= $1 ORDER BY due_ms LIMIT $3)
+                 )
+                 SELECT transaction_id FROM (
+                     SELECT transaction_id, due_ms,
+                            ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due_ms) AS turn
+                     FROM offered)
+                 ORDER BY turn, due_ms LIMIT $3)
              RETURNING transaction_id, stage, expires_ms, attempts",
         )
         .bind(now_ms)
@@ -696,5 +719,46 @@ mod tests {
             26_000 * 3
         );
         assert_eq!(count(&store, "SELECT sent FROM blasts").await, 17_000);
+    }
+
+    #[tokio::test]
+    async fn claims_take_clients_in_turns() {
+        let (_dir, store) = open().await;
+        seed(&store, 1000).await;
+        // Transactions 1..=990 are one client's blast, due first; 991..=1000
+        // belong to ten other clients, due later.
+        sqlx::query("UPDATE deliveries SET client_id = 1, due_ms = transaction_id")
+            .execute(&store.writer)
+            .await
+            .unwrap();
+        sqlx::query(
+            "UPDATE deliveries SET client_id = transaction_id, due_ms = 5000 WHERE transaction_id > 990",
+        )
+        .execute(&store.writer)
+        .await
+        .unwrap();
+        let claimed = store.claim_deliveries(10_000, 60_000, 20).await.unwrap();
+        let ids: Vec<i64> = claimed.iter().map(|d| d.transaction_id).collect();
+        assert_eq!(ids.len(), 20);
+        for single in 991..=1000 {
+            assert!(
+                ids.contains(&single),
+                "client {single} waited behind the blast: {ids:?}"
+            );
+        }
+        // The blast's oldest ten fill the rest, in order.
+        assert_eq!(
+            ids.iter()
+                .filter(|id| **id <= 990)
+                .copied()
+                .collect::<Vec<_>>(),
+            (1..=10).collect::<Vec<_>>()
+        );
+        // A lone client gets the whole batch.
+        let next = store.claim_deliveries(10_000, 60_000, 20).await.unwrap();
+        assert_eq!(
+            next.iter().map(|d| d.transaction_id).collect::<Vec<_>>(),
+            (11..=30).collect::<Vec<_>>()
+        );
     }
 }

@@ -45,6 +45,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "smpp",
         include_str!("../../migrations/sqlite/0002_smpp.sql"),
     ),
+    (
+        3,
+        "fair_claims",
+        include_str!("../../migrations/sqlite/0003_fair_claims.sql"),
+    ),
 ];
 
 #[derive(Clone)]

@@ -348,8 +348,9 @@ async fn insert_rows(
     });
     history.build().execute(&mut *tx).await?;
 
-    let mut deliveries: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms) ");
+    let mut deliveries: QueryBuilder<Sqlite> = QueryBuilder::new(
+        "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id) ",
+    );
     deliveries.push_values(rows, |mut b, (id, _, t)| {
         let (stage, due) = if t.held {
             ("held", t.expires_ms)
@@ -359,7 +360,8 @@ async fn insert_rows(
         b.push_bind(*id)
             .push_bind(stage)
             .push_bind(due)
-            .push_bind(t.expires_ms);
+            .push_bind(t.expires_ms)
+            .push_bind(t.client_id);
     });
     deliveries.build().execute(&mut *tx).await?;
 
