@@ -564,12 +564,28 @@ async fn an_independent_smsc_takes_submits_returns_receipts_and_a_stop() {
         stop_message: "Alerts: you are unsubscribed".into(),
         ..campaign_settings(&creds, "Alerts")
     };
-    let campaign_id = server.app.store.create_campaign(&campaign, Some("21534")).await.unwrap().to_string();
+    let campaign_id = server
+        .app
+        .store
+        .create_campaign(&campaign, Some("21534"))
+        .await
+        .unwrap()
+        .to_string();
 
     // Sent, acknowledged and confirmed by the SMSC's receipt.
-    let (id, hash) = send(&server, &creds, &campaign_id, "13105550123", "interop hello").await;
+    let (id, hash) = send(
+        &server,
+        &creds,
+        &campaign_id,
+        "13105550123",
+        "interop hello",
+    )
+    .await;
     let events = until_status(&server, &creds, &id, &hash, "COMPLETE").await;
-    assert!(events.contains(&"Delivery Confirmed".to_string()), "{events:?}");
+    assert!(
+        events.contains(&"Delivery Confirmed".to_string()),
+        "{events:?}"
+    );
     let mut submit = String::new();
     while !submit.starts_with("SUBMIT ") {
         submit = lines.next_line().await.unwrap().expect("a SUBMIT line");
@@ -578,23 +594,50 @@ async fn an_independent_smsc_takes_submits_returns_receipts_and_a_stop() {
 
     // The phone answers STOP: opted out, confirmed, and the campaign told.
     let stdin = child.stdin.as_mut().unwrap();
-    stdin.write_all(b"MO 13105550123 21534 STOP\n").await.unwrap();
+    stdin
+        .write_all(b"MO 13105550123 21534 STOP\n")
+        .await
+        .unwrap();
     stdin.flush().await.unwrap();
     let got = receiver.wait_for(1).await;
-    assert!(got[0].body.contains("<event>stop</event>"), "{}", got[0].body);
-    assert!(got[0].body.contains("<msisdn>13105550123</msisdn>"), "{}", got[0].body);
+    assert!(
+        got[0].body.contains("<event>stop</event>"),
+        "{}",
+        got[0].body
+    );
+    assert!(
+        got[0].body.contains("<msisdn>13105550123</msisdn>"),
+        "{}",
+        got[0].body
+    );
     assert!(got[0].headers.contains_key("x-moms-signature"));
     let json = server
-        .call_json(&creds, "user.getopt", &[("number", "3105550123"), ("campaign_id", &campaign_id)])
+        .call_json(
+            &creds,
+            "user.getopt",
+            &[("number", "3105550123"), ("campaign_id", &campaign_id)],
+        )
         .await;
     assert_eq!(json["response"]["campaigns"][0]["status"], "OPTEDOUT");
     // The confirmation goes out through the same SMSC; the number is refused afterwards.
     let mut confirmation = String::new();
     while !confirmation.contains("you are unsubscribed") {
-        confirmation = lines.next_line().await.unwrap().expect("the stop confirmation");
+        confirmation = lines
+            .next_line()
+            .await
+            .unwrap()
+            .expect("the stop confirmation");
     }
     let resp = server
-        .call(&creds, "transaction.send", &[("campaign_id", &campaign_id), ("to", "3105550123"), ("message", "again")])
+        .call(
+            &creds,
+            "transaction.send",
+            &[
+                ("campaign_id", &campaign_id),
+                ("to", "3105550123"),
+                ("message", "again"),
+            ],
+        )
         .await;
     assert_code(&resp, 606);
 }
@@ -618,10 +661,16 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
     let creds = server.client().await;
     let campaign = campaign(&server, &creds).await;
 
-    let numbers: Vec<String> = (0..MESSAGES).map(|n| format!("1310{:07}", 2_000_000 + n)).collect();
+    let numbers: Vec<String> = (0..MESSAGES)
+        .map(|n| format!("1310{:07}", 2_000_000 + n))
+        .collect();
     for chunk in numbers.chunks(50) {
         let sends = chunk.iter().map(|to| async {
-            let params = [("campaign_id", campaign.as_str()), ("to", to.as_str()), ("message", "soak")];
+            let params = [
+                ("campaign_id", campaign.as_str()),
+                ("to", to.as_str()),
+                ("message", "soak"),
+            ];
             server.call(&creds, "transaction.send", &params).await
         });
         for resp in futures_util::future::join_all(sends).await {
@@ -631,10 +680,12 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
     // Every accepted message ends, none is lost.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
-        let open: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')")
-            .fetch_one(&server.app.store.pool)
-            .await
-            .unwrap();
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
+        )
+        .fetch_one(&server.app.store.pool)
+        .await
+        .unwrap();
         if open == 0 {
             break;
         }
@@ -645,7 +696,11 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
             .fetch_all(&server.app.store.pool)
             .await
             .unwrap();
-            panic!("{open} messages never ended: {stages:?}; submits seen {}, binds {}", smsc.submits().len(), smsc.binds().len());
+            panic!(
+                "{open} messages never ended: {stages:?}; submits seen {}, binds {}",
+                smsc.submits().len(),
+                smsc.binds().len()
+            );
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
@@ -654,15 +709,24 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
         .await
         .unwrap();
     assert_eq!(ended.len(), MESSAGES, "one transaction per send");
-    assert!(ended.iter().all(|(_, status)| status == "COMPLETE"), "temporary errors were retried to success");
+    assert!(
+        ended.iter().all(|(_, status)| status == "COMPLETE"),
+        "temporary errors were retried to success"
+    );
     // None sent twice once the SMSC acknowledged it.
     let mut accepted: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
     for submit in smsc.submits().iter().filter(|s| s.id.is_some()) {
         *accepted.entry(submit.destination.clone()).or_default() += 1;
     }
     assert_eq!(accepted.len(), MESSAGES);
-    assert!(accepted.values().all(|n| *n == 1), "a message acknowledged twice");
-    assert!(smsc.binds().len() >= 3, "the bind came back after each drop");
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "a message acknowledged twice"
+    );
+    assert!(
+        smsc.binds().len() >= 3,
+        "the bind came back after each drop"
+    );
 }
 
 #[tokio::test]
