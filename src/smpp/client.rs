@@ -551,4 +551,30 @@ mod tests {
             Err(Error::Closed)
         );
     }
+
+    #[tokio::test]
+    async fn an_unanswered_enquire_link_closes_the_connection() {
+        let (near, far) = tokio::io::duplex(64 * 1024);
+        let quick = Timers {
+            response_timeout: Duration::from_millis(100),
+            enquire_link: Duration::from_millis(50),
+        };
+        let (_client, mut events) = Client::start(near, quick);
+        let mut smsc = Framed::new(far, CommandCodec::new());
+        let first = smsc.next().await.unwrap().unwrap();
+        assert_eq!(first.id(), rusmpp::CommandId::EnquireLink);
+        smsc.send(Command::new(
+            CommandStatus::EsmeRok,
+            first.sequence_number(),
+            Pdu::EnquireLinkResp,
+        ))
+        .await
+        .unwrap();
+        // Answered once: the link stays; the next one goes unanswered.
+        let second = smsc.next().await.unwrap().unwrap();
+        assert_eq!(second.id(), rusmpp::CommandId::EnquireLink);
+        let ended = tokio::time::timeout(Duration::from_secs(5), events.recv()).await;
+        assert!(matches!(ended, Ok(None)), "the connection ends");
+        assert!(smsc.next().await.is_none(), "the socket is closed");
+    }
 }
