@@ -31,6 +31,7 @@
 //! acknowledged is submitted twice. A job lost with the process is found
 //! again by the worker when its `smpp` lease ends.
 
+pub mod client;
 pub mod pdu;
 pub mod receipt;
 pub mod session;
@@ -85,12 +86,12 @@ pub enum Failure {
 }
 
 impl Failure {
-    /// Classifies a `submit_sm` error (see the module doc).
-    pub fn of(error: &rusmppc::error::Error) -> Failure {
+    /// Classifies a `submit_sm` error (see the module doc): an answer by
+    /// its status; no answer (timeout, connection lost) is temporary.
+    pub fn of(error: &client::Error) -> Failure {
         match error {
-            rusmppc::error::Error::UnexpectedResponse { response } => {
-                Failure::of_status(u32::from(response.status()))
-            }
+            client::Error::Status(status) => Failure::of_status(*status),
+            client::Error::Invalid(_) => Failure::Permanent(error.to_string()),
             other => Failure::Temporary(other.to_string()),
         }
     }

@@ -2,9 +2,8 @@
 //! submit the jobs it takes from its carrier's queue, pass on what the
 //! SMSC sends, and unbind cleanly on shutdown.
 //!
-//! The rusmppc client owns the socket, the sequence numbers and the
-//! enquire_link keep-alive (its interface-version check is turned off to
-//! bind as 3.4). What is ours: the window (a semaphore of `window`
+//! The [`client`](super::client) owns the socket, the sequence numbers and
+//! the enquire_link keep-alive. What is the session's: the window (a semaphore of `window`
 //! outstanding `submit_sm`), the throughput limit ([`Pace`]: messages a
 //! second, halved for a while after a throttling answer), and reconnection
 //! with exponential back-off and jitter. No lock is held across I/O: the
@@ -17,22 +16,19 @@ use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures_util::StreamExt;
 use futures_util::future::join_all;
 use rand::Rng;
-use rusmpp::pdus::{
-    BindReceiver, BindTransceiver, BindTransmitter, DeliverSm, DeliverSmResp, SubmitSm,
-};
+use rusmpp::pdus::{DeliverSm, SubmitSm};
 use rusmpp::tlvs::TlvValue;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{
     DataCoding, EsmClass, InterfaceVersion, MCDeliveryReceipt, Npi, RegisteredDelivery, Ton,
 };
 use rusmpp::{CommandStatus, Pdu};
-use rusmppc::{Client, ConnectionBuilder, Event};
 use tokio::sync::{Semaphore, mpsc, oneshot, watch};
 use tokio::time::Instant;
 
+use super::client::{BindKind, Client, Events, Login, Timers};
 use super::pdu::encoding::{self, Concat};
 use super::receipt;
 use super::{Failure, Job, Report, SegmentResult};
@@ -173,8 +169,6 @@ pub fn backoff(failures: u32) -> Duration {
     half + half.mul_f64(rand::rng().random::<f64>())
 }
 
-type Events = Box<dyn futures_util::Stream<Item = Event> + Unpin + Send>;
-
 /// Opens the TCP connection and binds.
 async fn connect(bind: &SmppBind) -> anyhow::Result<(Client, Events)> {
     let address = format!("{}:{}", bind.host, bind.port);
@@ -184,65 +178,33 @@ async fn connect(bind: &SmppBind) -> anyhow::Result<(Client, Events)> {
     )
     .await
     .map_err(|_| anyhow::anyhow!("connecting to {address} timed out"))??;
-    let (client, events) = ConnectionBuilder::new()
-        .with_interface_version_check(false)
-        .enquire_link_interval(Duration::from_secs(bind.enquire_link_secs.max(1)))
-        .response_timeout(Duration::from_secs(bind.response_timeout_secs.max(1)))
-        .max_command_length(64 * 1024)
-        .connected(stream);
-    let version = if bind.version == "5.0" {
-        InterfaceVersion::Smpp5_0
-    } else {
-        InterfaceVersion::Smpp3_4
+    let (client, events) = Client::start(
+        stream,
+        Timers {
+            response_timeout: Duration::from_secs(bind.response_timeout_secs.max(1)),
+            enquire_link: Duration::from_secs(bind.enquire_link_secs.max(1)),
+        },
+    );
+    let login = Login {
+        kind: match bind.bind.as_str() {
+            "transmitter" => BindKind::Transmitter,
+            "receiver" => BindKind::Receiver,
+            _ => BindKind::Transceiver,
+        },
+        system_id: &bind.system_id,
+        password: &bind.password,
+        system_type: &bind.system_type,
+        version: if bind.version == "5.0" {
+            InterfaceVersion::Smpp5_0
+        } else {
+            InterfaceVersion::Smpp3_4
+        },
     };
-    let system_id = COctetString::from_str(&bind.system_id)?;
-    let password = COctetString::from_str(&bind.password)?;
-    let system_type = COctetString::from_str(&bind.system_type)?;
-    let (ton, npi) = (Ton::Unknown, Npi::Unknown);
-    let range = COctetString::empty();
-    let bound = match bind.bind.as_str() {
-        "transmitter" => client
-            .bind_transmitter(BindTransmitter::new(
-                system_id,
-                password,
-                system_type,
-                version,
-                ton,
-                npi,
-                range,
-            ))
-            .await
-            .map(|_| ()),
-        "receiver" => client
-            .bind_receiver(BindReceiver::new(
-                system_id,
-                password,
-                system_type,
-                version,
-                ton,
-                npi,
-                range,
-            ))
-            .await
-            .map(|_| ()),
-        _ => client
-            .bind_transceiver(BindTransceiver::new(
-                system_id,
-                password,
-                system_type,
-                version,
-                ton,
-                npi,
-                range,
-            ))
-            .await
-            .map(|_| ()),
-    };
-    if let Err(error) = bound {
-        let _ = client.close().await;
-        return Err(error.into());
+    if let Err(error) = client.bind(&login).await {
+        client.close().await;
+        return Err(anyhow::anyhow!("bind: {error}"));
     }
-    Ok((client, Box::new(events)))
+    Ok((client, events))
 }
 
 /// Parts of concatenated inbound messages, waiting for the rest. Their
@@ -285,19 +247,19 @@ impl Link {
                     link.unbind().await;
                     return true;
                 }
-                event = events.next() => match event {
-                    Some(Event::Incoming(command)) => {
+                event = events.recv() => match event {
+                    Some(command) => {
                         if !link.incoming(command).await {
                             return false;
                         }
                     }
-                    Some(Event::Error(error)) => {
-                        tracing::warn!(%error, "SMPP connection error");
-                    }
                     None => return false,
                 },
                 job = next_job(queue, &link.window), if submits => {
-                    let Some(job) = job else { return false };
+                    let Some(job) = job else {
+                        link.client.close().await;
+                        return false;
+                    };
                     tokio::spawn(link.clone().submit(job));
                 }
             }
@@ -305,8 +267,8 @@ impl Link {
     }
 
     async fn unbind(&self) {
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.client.unbind()).await;
-        let _ = self.client.close().await;
+        let _ = self.client.unbind(Duration::from_secs(5)).await;
+        self.client.close().await;
         tracing::info!(host = %self.bind.host, port = self.bind.port, "SMPP unbound");
     }
 
@@ -319,8 +281,8 @@ impl Link {
                 true
             }
             Some(Pdu::Unbind) => {
-                let _ = self.client.unbind_resp(sequence).await;
-                let _ = self.client.close().await;
+                let _ = self.client.unbind_resp(sequence);
+                self.client.close().await;
                 false
             }
             _ => true,
@@ -383,7 +345,7 @@ impl Link {
         };
         self.pace.wait().await;
         match self.client.submit_sm(pdu).await {
-            Ok(response) => Ok(response.message_id().to_string()),
+            Ok(message_id) => Ok(message_id),
             Err(error) => {
                 let failure = Failure::of(&error);
                 if matches!(failure, Failure::Throttled(_)) {
@@ -459,18 +421,7 @@ impl Link {
     }
 
     async fn answer(&self, sequence: u32, status: CommandStatus) {
-        let resp = DeliverSmResp::builder()
-            .message_id(COctetString::empty())
-            .build();
-        let sent = if status == CommandStatus::EsmeRok {
-            self.client.deliver_sm_resp(sequence, resp).await
-        } else {
-            self.client
-                .status(status)
-                .deliver_sm_resp(sequence, resp)
-                .await
-        };
-        if let Err(error) = sent {
+        if let Err(error) = self.client.deliver_sm_resp(sequence, status) {
             tracing::warn!(%error, "cannot answer deliver_sm");
         }
     }

@@ -643,6 +643,93 @@ async fn an_independent_smsc_takes_submits_returns_receipts_and_a_stop() {
 }
 
 #[tokio::test]
+async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_each() {
+    const MESSAGES: usize = 2000;
+    let smsc = Smsc::start().await;
+    // Throttling bursts, system errors, and the link dropped twice
+    // mid-window; receipts for everything accepted.
+    let answers = (1..=MESSAGES + 200)
+        .map(|n| match n {
+            500 | 1400 => Answer::Drop,
+            300..=310 | 1100..=1104 => Answer::Status(0x58),
+            n if n % 389 == 0 => Answer::Status(0x08),
+            _ => Answer::Accept,
+        })
+        .collect();
+    smsc.set(|b| b.answers = answers);
+    let server = server_with(&smsc, |c| c.smpp[0].throttle_secs = 1).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+
+    let numbers: Vec<String> = (0..MESSAGES)
+        .map(|n| format!("1310{:07}", 2_000_000 + n))
+        .collect();
+    for chunk in numbers.chunks(50) {
+        let sends = chunk.iter().map(|to| async {
+            let params = [
+                ("campaign_id", campaign.as_str()),
+                ("to", to.as_str()),
+                ("message", "soak"),
+            ];
+            server.call(&creds, "transaction.send", &params).await
+        });
+        for resp in futures_util::future::join_all(sends).await {
+            assert_code(&resp, 1);
+        }
+    }
+    // Every accepted message ends, none is lost.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let open: i64 = sqlx::query_scalar(
+            "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
+        )
+        .fetch_one(&server.app.store.pool)
+        .await
+        .unwrap();
+        if open == 0 {
+            break;
+        }
+        if Instant::now() >= deadline {
+            let stages: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT t.status, COALESCE(d.stage, '-'), COUNT(*) FROM transactions t LEFT JOIN deliveries d ON d.transaction_id = t.id GROUP BY 1, 2",
+            )
+            .fetch_all(&server.app.store.pool)
+            .await
+            .unwrap();
+            panic!(
+                "{open} messages never ended: {stages:?}; submits seen {}, binds {}",
+                smsc.submits().len(),
+                smsc.binds().len()
+            );
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let ended: Vec<(String, String)> = sqlx::query_as("SELECT recipient, status FROM transactions")
+        .fetch_all(&server.app.store.pool)
+        .await
+        .unwrap();
+    assert_eq!(ended.len(), MESSAGES, "one transaction per send");
+    assert!(
+        ended.iter().all(|(_, status)| status == "COMPLETE"),
+        "temporary errors were retried to success"
+    );
+    // None sent twice once the SMSC acknowledged it.
+    let mut accepted: std::collections::HashMap<String, usize> = std::collections::HashMap::new();
+    for submit in smsc.submits().iter().filter(|s| s.id.is_some()) {
+        *accepted.entry(submit.destination.clone()).or_default() += 1;
+    }
+    assert_eq!(accepted.len(), MESSAGES);
+    assert!(
+        accepted.values().all(|n| *n == 1),
+        "a message acknowledged twice"
+    );
+    assert!(
+        smsc.binds().len() >= 3,
+        "the bind came back after each drop"
+    );
+}
+
+#[tokio::test]
 async fn a_receipt_for_an_id_not_recorded_yet_waits_for_it_in_the_store() {
     use moms::smpp::receipt::{candidates, normalise_id};
     use moms::store::smpp::{AcceptedSegment, ReceiptRow};
