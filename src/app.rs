@@ -76,6 +76,8 @@ pub struct App {
     pub blast_wake: Arc<Notify>,
     pub auth_failures: AuthLimiter,
     pub http: reqwest::Client,
+    /// Delivery rate limits per client and campaign.
+    pub rates: crate::delivery::rate::Rates,
     /// The change counter when the store was opened.
     pub generation_at_open: i64,
     /// The SMPP connector: its binds' job queues.
@@ -101,6 +103,10 @@ impl App {
         let store = Store::open(&config).await?;
         store.apply_configured_carriers(&config.carriers).await?;
         let generation_at_open = store.generation().await?;
+        let rates = crate::delivery::rate::Rates::new(
+            config.delivery.client_per_second,
+            config.delivery.campaign_per_second,
+        );
         let carriers = store.carrier_table().await?;
         let delivery_wake = Arc::new(Notify::new());
         let sends = SendBatcher::start(store.clone(), delivery_wake.clone());
@@ -126,6 +132,7 @@ impl App {
             blast_wake: Arc::new(Notify::new()),
             http,
             generation_at_open,
+            rates,
             metrics: crate::metrics::install(),
         }))
     }

@@ -96,6 +96,10 @@ pub struct Delivery {
     pub validity_secs: i64,
     pub poll_millis: u64,
     pub batch: i64,
+    /// Messages a second handed to carriers for one client; 0: no limit.
+    pub client_per_second: f64,
+    /// Messages a second handed to carriers for one campaign; 0: no limit.
+    pub campaign_per_second: f64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

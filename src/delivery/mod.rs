@@ -11,10 +11,11 @@
 //! saying so.
 
 pub mod blast;
+pub mod rate;
 pub mod sandbox;
 
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
 
@@ -121,7 +122,21 @@ pub(crate) fn after_commit(app: &App, table: &CarrierTable, applied: &[&Step]) {
 /// The outcome for one claimed delivery.
 fn decide(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
     match due.stage.as_str() {
-        "submit" => submit(app, table, due, now),
+        "submit" => match app
+            .rates
+            .take(due.client_id, due.campaign_id, Instant::now())
+        {
+            Ok(()) => submit(app, table, due, now),
+            // Over a rate limit: back in the queue until its slot, nothing recorded.
+            Err(wait) => Step::Advance {
+                transaction_id: due.transaction_id,
+                from_stage: due.stage.clone(),
+                status: None,
+                events: Vec::new(),
+                stage: "submit",
+                due_ms: now + wait.as_millis() as i64 + 1,
+            },
+        },
         "receipt" => receipt(due),
         "smpp" => smpp_lease_ended(app, table, due, now),
         "held" => fail(
