@@ -50,6 +50,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "fair_claims",
         include_str!("../../migrations/sqlite/0003_fair_claims.sql"),
     ),
+    (
+        4,
+        "webhook_order",
+        include_str!("../../migrations/sqlite/0004_webhook_order.sql"),
+    ),
 ];
 
 #[derive(Clone)]

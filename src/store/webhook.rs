@@ -71,7 +71,10 @@ pub struct DueWebhook {
 }
 
 impl super::Store {
-    /// Claims up to `limit` callbacks due now, leasing them until `lease_ms`.
+    /// Claims up to `limit` callbacks due now, leasing them until `lease_ms`:
+    /// the oldest pending one of each URL, so a receiver sees its callbacks
+    /// in the order they were queued (a failing one holds back the later
+    /// ones of its URL only, until it is delivered or given up).
     pub async fn claim_webhooks(
         &self,
         max_attempts: i64,
@@ -110,8 +113,12 @@ impl super::Store {
     ) -> sqlx::Result<Vec<DueWebhook>> {
         let rows: Vec<(i64, String, String, String, i64, String)> = sqlx::query_as(
             "UPDATE webhooks SET due_ms = $1
-             WHERE id IN (SELECT id FROM webhooks WHERE due_ms <= $2 AND attempts < $3
-                          AND (url LIKE 'mailto:%') = $5 ORDER BY due_ms, id LIMIT $4)
+             WHERE id IN (SELECT id FROM webhooks w WHERE due_ms <= $2 AND attempts < $3
+                          AND (url LIKE 'mailto:%') = $5
+                          -- In order per URL: nothing while an earlier one is pending.
+                          AND NOT EXISTS (SELECT 1 FROM webhooks e
+                                          WHERE e.url = w.url AND e.id < w.id AND e.attempts < $3)
+                          ORDER BY due_ms, id LIMIT $4)
              RETURNING id, url, content_type, body, attempts,
                        COALESCE((SELECT callback_secret FROM clients WHERE clients.id = webhooks.client_id), '') AS secret",
         )

@@ -154,3 +154,33 @@ async fn private_destinations_are_refused_unless_allowed() {
     }
     assert!(receiver.received().is_empty());
 }
+
+#[tokio::test]
+async fn callbacks_to_one_url_arrive_in_order_even_across_retries() {
+    let server = Server::start_with(|c| c.callbacks.first_retry_secs = 1).await;
+    let creds = server.client().await;
+    let receiver = Receiver::start().await;
+    let other = Receiver::start().await;
+    receiver.fail_next(1);
+    for n in 1..=3 {
+        queue(
+            &server,
+            &creds.client_id,
+            &format!("{}/ordered", receiver.base),
+            &format!("event {n}"),
+        )
+        .await;
+    }
+    queue(
+        &server,
+        &creds.client_id,
+        &format!("{}/other", other.base),
+        "elsewhere",
+    )
+    .await;
+    // A failing receiver holds back only its own callbacks.
+    other.wait_for(1).await;
+    let got = receiver.wait_for(4).await;
+    let bodies: Vec<&str> = got.iter().map(|r| r.body.as_str()).collect();
+    assert_eq!(bodies, ["event 1", "event 1", "event 2", "event 3"]);
+}
