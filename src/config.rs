@@ -259,6 +259,36 @@ pub struct SmppBind {
     pub dest_npi: u8,
 }
 
+impl SmppBind {
+    /// Values a typo would otherwise turn into a silent default.
+    pub fn check(&self) -> anyhow::Result<()> {
+        if !matches!(
+            self.bind.as_str(),
+            "transceiver" | "transmitter" | "receiver"
+        ) {
+            anyhow::bail!(
+                "bind = {:?}: use \"transceiver\", \"transmitter\" or \"receiver\"",
+                self.bind
+            );
+        }
+        if !matches!(self.version.as_str(), "3.4" | "5.0") {
+            anyhow::bail!("version = {:?}: use \"3.4\" or \"5.0\"", self.version);
+        }
+        if self.host.trim().is_empty() || self.port == 0 {
+            anyhow::bail!(
+                "host and port must name the SMSC (e.g. host = \"smsc.example.net\", port = 2775)"
+            );
+        }
+        if self.window == 0 || self.binds == 0 {
+            anyhow::bail!("window and binds must be at least 1");
+        }
+        if !(self.max_per_second >= 0.0 && self.max_per_second.is_finite()) {
+            anyhow::bail!("max_per_second must be 0 (no limit) or a positive number");
+        }
+        Ok(())
+    }
+}
+
 impl Default for SmppBind {
     fn default() -> Self {
         SmppBind {
@@ -305,6 +335,11 @@ impl Config {
         config.time_zone()?;
         if config.smtp.relay_address()?.is_some() {
             config.smtp.from_mailbox()?;
+        }
+        for (n, bind) in config.smpp.iter().enumerate() {
+            bind.check().with_context(|| {
+                format!("[[smpp]] entry {} (carrier {})", n + 1, bind.carrier_id)
+            })?;
         }
         Ok(config)
     }
@@ -458,5 +493,31 @@ mod tests {
         // `moms config` shows them, and reads back.
         let shown: Config = toml::from_str(&config.redacted_toml()).unwrap();
         assert_eq!(shown.carriers, config.carriers);
+    }
+
+    #[test]
+    fn smpp_binds_are_checked_when_loaded() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("moms.toml");
+        std::fs::write(
+            &file,
+            "[[smpp]]\ncarrier_id = 2\nhost = \"smsc\"\nbind = \"transciever\"\n",
+        )
+        .unwrap();
+        let error = format!("{:#}", Config::load(Some(&file)).unwrap_err());
+        assert!(
+            error.contains("[[smpp]] entry 1 (carrier 2)") && error.contains("\"transceiver\""),
+            "{error}"
+        );
+        std::fs::write(
+            &file,
+            "[[smpp]]\ncarrier_id = 2\nhost = \"smsc\"\nversion = \"3.3\"\n",
+        )
+        .unwrap();
+        assert!(
+            format!("{:#}", Config::load(Some(&file)).unwrap_err()).contains("\"3.4\" or \"5.0\"")
+        );
+        std::fs::write(&file, "[[smpp]]\ncarrier_id = 2\nhost = \"smsc\"\n").unwrap();
+        assert!(Config::load(Some(&file)).is_ok());
     }
 }

@@ -208,11 +208,18 @@ async fn connect(bind: &SmppBind) -> anyhow::Result<(Client, Events)> {
 }
 
 /// Parts of concatenated inbound messages, waiting for the rest. Their
-/// `deliver_sm` are answered once the whole message is stored.
+/// `deliver_sm` are answered once the whole message is stored. A message
+/// whose parts stop coming is forgotten after [`PARTS_KEPT_FOR`] (its parts
+/// were never answered, so the SMSC delivers them again), and at most
+/// [`PARTS_MAX`] messages wait at once, so a broken peer cannot grow this
+/// without bound.
 #[derive(Default)]
 struct Parts {
-    waiting: HashMap<PartsKey, Vec<Part>>,
+    waiting: HashMap<PartsKey, (Instant, Vec<Part>)>,
 }
+
+const PARTS_KEPT_FOR: Duration = Duration::from_secs(600);
+const PARTS_MAX: usize = 10_000;
 
 /// (from, to, reference, total) of a concatenated message.
 type PartsKey = (String, String, u16, u8);
@@ -492,13 +499,26 @@ impl Link {
             concat.total,
         );
         let mut parts = self.parts.lock().expect("parts lock");
-        let list = parts.waiting.entry(key.clone()).or_default();
+        let now = Instant::now();
+        parts
+            .waiting
+            .retain(|_, (since, _)| now.duration_since(*since) < PARTS_KEPT_FOR);
+        if parts.waiting.len() >= PARTS_MAX && !parts.waiting.contains_key(&key) {
+            tracing::warn!(
+                "{PARTS_MAX} concatenated messages are incomplete; a new part waits for a resend"
+            );
+            return None;
+        }
+        let (_, list) = parts
+            .waiting
+            .entry(key.clone())
+            .or_insert_with(|| (now, Vec::new()));
         list.retain(|(n, _, _)| *n != concat.number);
         list.push((concat.number, text, sequence));
         if list.len() < usize::from(concat.total) {
             return None;
         }
-        let mut list = parts.waiting.remove(&key)?;
+        let (_, mut list) = parts.waiting.remove(&key)?;
         list.sort_by_key(|(n, _, _)| *n);
         let others = list
             .iter()
