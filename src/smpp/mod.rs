@@ -216,6 +216,16 @@ pub async fn run(app: Arc<App>, stop: watch::Receiver<bool>) {
         }
     }
     drop(reports);
+    // A crash between storing a receipt and ending its transaction leaves
+    // the transaction waiting for a receipt it already has: end those first.
+    match app.store.smpp_receipted_waiting().await {
+        Ok(ids) => {
+            if let Err(error) = settle(&app, ids, &HashMap::new()).await {
+                tracing::warn!(error = %format!("{error:#}"), "settling receipted messages failed");
+            }
+        }
+        Err(error) => tracing::warn!(%error, "cannot read receipted messages"),
+    }
     let recorder = tokio::spawn(record(app.clone(), inbox));
     while tasks.join_next().await.is_some() {}
     // Every sender is gone once the connections are: the recorder drains
@@ -310,7 +320,12 @@ async fn record_batch(app: &App, reports: &[Report]) -> anyhow::Result<()> {
         .copied()
         .chain(done.keys().copied())
         .collect();
-    let ids: Vec<i64> = ids.into_iter().collect();
+    settle(app, ids.into_iter().collect(), &done).await
+}
+
+/// Moves each of `ids` on from what its segments now say (and, for those
+/// in `done`, from how their submission went).
+async fn settle(app: &App, ids: Vec<i64>, done: &HashMap<i64, &Report>) -> anyhow::Result<()> {
     if ids.is_empty() {
         return Ok(());
     }

@@ -201,6 +201,18 @@ impl Store {
     }
 
     /// Receipts still waiting for the id they name.
+    /// Transactions still waiting for receipts that some of their segments
+    /// already have (left by a crash between the two commits).
+    pub async fn smpp_receipted_waiting(&self) -> sqlx::Result<Vec<i64>> {
+        sqlx::query_scalar(
+            "SELECT DISTINCT s.transaction_id FROM smpp_segments s
+             JOIN deliveries d ON d.transaction_id = s.transaction_id
+             WHERE d.stage = 'await' AND s.delivered IS NOT NULL",
+        )
+        .fetch_all(&self.pool)
+        .await
+    }
+
     pub async fn smpp_pending_receipts(&self) -> sqlx::Result<i64> {
         sqlx::query_scalar("SELECT COUNT(DISTINCT receipt_key) FROM smpp_pending_receipts")
             .fetch_one(&self.pool)

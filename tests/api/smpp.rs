@@ -762,3 +762,69 @@ async fn a_receipt_for_an_id_not_recorded_yet_waits_for_it_in_the_store() {
     assert_eq!((segment.accepted, segment.delivered), (true, Some(true)));
     assert_eq!(segment.receipt, "DELIVRD");
 }
+
+#[tokio::test]
+async fn a_receipt_stored_just_before_a_crash_still_completes_its_message() {
+    let smsc = Smsc::start().await;
+    let server = server_with(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign_id: i64 = campaign(&server, &creds).await.parse().unwrap();
+    let accepted = server
+        .app
+        .store
+        .accept_now(NewTransaction {
+            client_id: creds.client_id.parse().unwrap(),
+            campaign_id,
+            sender: "21534".into(),
+            from_name: "21534".into(),
+            recipient: "13108675309".into(),
+            to_input: "3108675309".into(),
+            to_name: "3108675309".into(),
+            kind: "sms",
+            body: "crash".into(),
+            carrier_id: Some(2),
+            expires_ms: i64::MAX / 2,
+            ..NewTransaction::default()
+        })
+        .await
+        .unwrap();
+    // The state a crash between the receipt's commit and the step's leaves:
+    // the segment delivered, the transaction still waiting for it.
+    let id = accepted.message_id;
+    let writer = &server.app.store.writer;
+    sqlx::query("UPDATE deliveries SET stage = 'await', due_ms = $2 WHERE transaction_id = $1")
+        .bind(id)
+        .bind(i64::MAX / 4)
+        .execute(writer)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE transactions SET status = 'SENT' WHERE id = $1")
+        .bind(id)
+        .execute(writer)
+        .await
+        .unwrap();
+    sqlx::query(
+        "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, receipt, delivered, accepted_ms)
+         VALUES ($1, 1, 1, 'abc', 'DELIVRD', 1, 0)",
+    )
+    .bind(id)
+    .execute(writer)
+    .await
+    .unwrap();
+    let config = server.app.config.clone();
+    let dir = server.stop().await;
+    let server = Server::start_in(dir, config).await;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let status: String = sqlx::query_scalar("SELECT status FROM transactions WHERE id = $1")
+            .bind(id)
+            .fetch_one(&server.app.store.pool)
+            .await
+            .unwrap();
+        if status == "COMPLETE" {
+            break;
+        }
+        assert!(Instant::now() < deadline, "still {status}");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+}
