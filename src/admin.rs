@@ -85,6 +85,17 @@ pub enum ClientCommand {
         #[arg(long, default_value = "")]
         senders: String,
     },
+    /// Set a client's send limits (over them: HTTP 429); 0 removes a limit
+    Limits {
+        #[arg(long = "client")]
+        client_id: i64,
+        /// Sends a second (transaction.send and list.send calls)
+        #[arg(long, default_value_t = 0.0)]
+        per_second: f64,
+        /// Messages a day, in the configured time zone
+        #[arg(long, default_value_t = 0)]
+        daily: i64,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -372,6 +383,28 @@ async fn client(
                 as_json,
                 json!({"client_id": client_id, "senders": senders}),
                 &format!("senders of client {client_id}: {}", senders.join(",")),
+            );
+        }
+        ClientCommand::Limits {
+            client_id,
+            per_second,
+            daily,
+        } => {
+            if !(per_second >= 0.0 && per_second.is_finite()) || daily < 0 {
+                anyhow::bail!("--per-second and --daily take 0 (no limit) or a positive number");
+            }
+            if !store
+                .set_client_limits(client_id, per_second, daily)
+                .await?
+            {
+                anyhow::bail!("no client {client_id} (see `moms admin client list`)");
+            }
+            let detail = format!("client {client_id}: {per_second} a second, {daily} a day");
+            store.audit("operator", "client.limits", &detail).await?;
+            print(
+                as_json,
+                json!({"client_id": client_id, "per_second": per_second, "daily": daily}),
+                &format!("limits of {detail} (0: none)"),
             );
         }
     }

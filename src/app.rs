@@ -76,6 +76,8 @@ pub struct App {
     pub blast_wake: Arc<Notify>,
     pub auth_failures: AuthLimiter,
     pub http: reqwest::Client,
+    /// Send-rate buckets of clients with a send limit.
+    pub send_limits: crate::api::limits::SendLimits,
     /// Delivery rate limits per client and campaign.
     pub rates: crate::delivery::rate::Rates,
     /// The change counter when the store was opened.
@@ -133,6 +135,7 @@ impl App {
             http,
             generation_at_open,
             rates,
+            send_limits: Default::default(),
             metrics: crate::metrics::install(),
         }))
     }

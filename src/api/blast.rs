@@ -14,6 +14,7 @@ use crate::store::blast::NewBlast;
 /// (`list_id`), then the checks every transaction.send makes but the
 /// recipient's — then queues the blast.
 pub async fn send(ctx: &Ctx) -> Outcome {
+    super::limits::check_send(ctx).await?;
     let campaign_id = ctx.params.require_id(
         "campaign_id",
         Code::MissingCampaignId,

@@ -9,6 +9,7 @@ pub mod campaign;
 pub mod envelope;
 pub mod error;
 pub mod keyword;
+pub mod limits;
 pub mod list;
 pub mod media;
 pub mod params;

@@ -460,6 +460,7 @@ pub async fn accept(app: &App, transaction: NewTransaction) -> Result<Accepted, 
 /// transaction.send (spec section 5.2): checks in spec section 3's order,
 /// then stores the message durably before answering.
 pub async fn send(ctx: &Ctx) -> Outcome {
+    super::limits::check_send(ctx).await?;
     let campaign_id = ctx.params.require_id(
         "campaign_id",
         Code::MissingCampaignId,

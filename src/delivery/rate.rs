@@ -6,16 +6,12 @@ use std::collections::HashMap;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
+use crate::domain::bucket::Bucket;
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 enum Owner {
     Client(i64),
     Campaign(i64),
-}
-
-#[derive(Debug, Clone, Copy)]
-struct Bucket {
-    tokens: f64,
-    at: Instant,
 }
 
 pub struct Rates {
@@ -45,23 +41,17 @@ impl Rates {
         let mut buckets = self.buckets.lock().expect("rate lock");
         let mut wait = Duration::ZERO;
         for (owner, rate) in limits.iter().filter(|(_, rate)| *rate > 0.0) {
-            let bucket = buckets.entry(*owner).or_insert(Bucket {
-                tokens: *rate,
-                at: now,
-            });
-            let refill = now.saturating_duration_since(bucket.at).as_secs_f64() * rate;
-            bucket.tokens = (bucket.tokens + refill).min(*rate);
-            bucket.at = now;
-            if bucket.tokens < 1.0 {
-                wait = wait.max(Duration::from_secs_f64((1.0 - bucket.tokens) / rate));
-            }
+            let bucket = buckets
+                .entry(*owner)
+                .or_insert_with(|| Bucket::full(*rate, now));
+            wait = wait.max(bucket.wait(*rate, now));
         }
         if !wait.is_zero() {
             return Err(wait);
         }
         for (owner, _) in limits.iter().filter(|(_, rate)| *rate > 0.0) {
             if let Some(bucket) = buckets.get_mut(owner) {
-                bucket.tokens -= 1.0;
+                bucket.take();
             }
         }
         Ok(())

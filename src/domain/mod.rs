@@ -1,6 +1,7 @@
 //! Types and rules that need no I/O. Parse, don't validate: a handler only
 //! ever holds values that are already valid.
 
+pub mod bucket;
 pub mod carrier;
 pub mod keyword;
 pub mod message_body;

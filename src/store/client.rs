@@ -19,6 +19,10 @@ pub struct Client {
     pub senders: Vec<String>,
     /// Allowed networks; empty allows every address.
     pub whitelist: Vec<IpNet>,
+    /// Sends a second this client may make; 0: no limit.
+    pub send_per_second: f64,
+    /// Messages a day (in the configured time zone); 0: no limit.
+    pub daily_quota: i64,
     pub created_at: i64,
 }
 
@@ -101,6 +105,8 @@ fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Client> {
         callback_secret: row.try_get("callback_secret")?,
         senders: split_list(&row.try_get::<String, _>("senders")?),
         whitelist: parse_whitelist(&whitelist).unwrap_or_default(),
+        send_per_second: row.try_get("send_per_second")?,
+        daily_quota: row.try_get("daily_quota")?,
         created_at: row.try_get("created_at")?,
     })
 }
@@ -196,5 +202,34 @@ impl Store {
             .await?;
         self.bump_generation().await?;
         Ok(done.rows_affected() > 0)
+    }
+
+    /// Sets a client's send limits (0: none); false when there is no such client.
+    pub async fn set_client_limits(
+        &self,
+        id: i64,
+        per_second: f64,
+        daily: i64,
+    ) -> sqlx::Result<bool> {
+        let done =
+            sqlx::query("UPDATE clients SET send_per_second = $1, daily_quota = $2 WHERE id = $3")
+                .bind(per_second)
+                .bind(daily)
+                .bind(id)
+                .execute(&self.writer)
+                .await?;
+        self.bump_generation().await?;
+        Ok(done.rows_affected() > 0)
+    }
+
+    /// How many messages a client has sent since `since` (unix seconds).
+    pub async fn sends_since(&self, client_id: i64, since: i64) -> sqlx::Result<i64> {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM transactions WHERE client_id = $1 AND created_at >= $2",
+        )
+        .bind(client_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await
     }
 }

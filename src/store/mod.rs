@@ -55,6 +55,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "webhook_order",
         include_str!("../../migrations/sqlite/0004_webhook_order.sql"),
     ),
+    (
+        5,
+        "client_limits",
+        include_str!("../../migrations/sqlite/0005_client_limits.sql"),
+    ),
 ];
 
 #[derive(Clone)]

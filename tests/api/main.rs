@@ -11,6 +11,7 @@ mod codes;
 mod delivery;
 mod inbound;
 mod keyword;
+mod limits;
 mod list;
 mod mail;
 mod media;
