@@ -76,6 +76,8 @@ pub struct App {
     pub blast_wake: Arc<Notify>,
     pub auth_failures: AuthLimiter,
     pub http: reqwest::Client,
+    /// Reverse proxies whose X-Forwarded-For is believed.
+    pub trusted_proxies: Vec<ipnet::IpNet>,
     /// Send-rate buckets of clients with a send limit.
     pub send_limits: crate::api::limits::SendLimits,
     /// Delivery rate limits per client and campaign.
@@ -93,6 +95,7 @@ impl App {
     pub async fn open(config: Config) -> anyhow::Result<Arc<App>> {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let time_zone = config.time_zone()?;
+        let trusted_proxies = config.trusted_proxies()?;
         let region =
             crate::domain::phone::parse_region(&config.default_region).ok_or_else(|| {
                 anyhow::anyhow!(
@@ -136,6 +139,7 @@ impl App {
             generation_at_open,
             rates,
             send_limits: Default::default(),
+            trusted_proxies,
             metrics: crate::metrics::install(),
         }))
     }

@@ -16,6 +16,8 @@ pub struct Config {
     pub data_dir: PathBuf,
     pub listen: String,
     pub public_url: String,
+    /// CIDRs of reverse proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
     pub time_zone: String,
     pub default_region: String,
     pub demo: bool,
@@ -333,6 +335,7 @@ impl Config {
             "invalid configuration (run `moms config` to see every key with its default)",
         )?;
         config.time_zone()?;
+        config.trusted_proxies()?;
         if config.smtp.relay_address()?.is_some() {
             config.smtp.from_mailbox()?;
         }
@@ -342,6 +345,12 @@ impl Config {
             })?;
         }
         Ok(config)
+    }
+
+    /// The trusted proxies, parsed.
+    pub fn trusted_proxies(&self) -> anyhow::Result<Vec<ipnet::IpNet>> {
+        crate::store::client::parse_whitelist(&self.trusted_proxies.join(","))
+            .map_err(|e| anyhow::anyhow!("trusted_proxies: {e}"))
     }
 
     /// The configured time zone, checked.

@@ -70,6 +70,33 @@ async fn check(app: &App, params: &Params, ip: IpAddr) -> Result<Arc<Client>, Ap
     Ok(client)
 }
 
+/// The caller's address: the peer, or, when the peer is a trusted proxy,
+/// the last address of `X-Forwarded-For` that is not a trusted proxy
+/// (addresses left of it could be written by anyone).
+pub fn caller_ip(
+    peer: IpAddr,
+    headers: &axum::http::HeaderMap,
+    trusted: &[ipnet::IpNet],
+) -> IpAddr {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|net| net.contains(ip));
+    if !is_trusted(&peer) {
+        return peer;
+    }
+    let forwarded = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .collect::<Vec<_>>();
+    forwarded
+        .iter()
+        .rev()
+        .map_while(|hop| hop.parse::<IpAddr>().ok())
+        .find(|ip| !is_trusted(ip))
+        .unwrap_or(peer)
+}
+
 /// Counts failed authentications per address within a sliding window.
 pub struct AuthLimiter {
     limit: u32,
@@ -111,6 +138,33 @@ impl AuthLimiter {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn forwarded(value: &str) -> axum::http::HeaderMap {
+        let mut headers = axum::http::HeaderMap::new();
+        headers.insert("x-forwarded-for", value.parse().unwrap());
+        headers
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_from_trusted_proxies_only() {
+        let trusted = crate::store::client::parse_whitelist("10.0.0.0/8").unwrap();
+        let proxy: IpAddr = "10.1.2.3".parse().unwrap();
+        let stranger: IpAddr = "198.51.100.7".parse().unwrap();
+        let headers = forwarded("203.0.113.9, 192.0.2.1, 10.0.0.5");
+        // Through two trusted hops: the last untrusted address.
+        assert_eq!(
+            caller_ip(proxy, &headers, &trusted),
+            "192.0.2.1".parse::<IpAddr>().unwrap()
+        );
+        // From anyone else the header is ignored.
+        assert_eq!(caller_ip(stranger, &headers, &trusted), stranger);
+        // Garbage stops the walk: the proxy itself stands.
+        assert_eq!(caller_ip(proxy, &forwarded("nonsense"), &trusted), proxy);
+        assert_eq!(
+            caller_ip(proxy, &axum::http::HeaderMap::new(), &trusted),
+            proxy
+        );
+    }
 
     #[test]
     fn limiter_allows_the_limit_then_throttles() {

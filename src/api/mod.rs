@@ -247,7 +247,8 @@ async fn run(
             )),
         );
     }
-    let client = match auth::authenticate(app, &params, peer.ip()).await {
+    let caller = auth::caller_ip(peer.ip(), headers, &app.trusted_proxies);
+    let client = match auth::authenticate(app, &params, caller).await {
         Ok(client) => client,
         Err(error) => return (reply_format(format), Err(error)),
     };

@@ -420,3 +420,69 @@ async fn cdata_terminator_in_a_value_stays_well_formed() {
         .await;
     assert_eq!(json["response"]["input"], "a]]>b<c>&\u{1}");
 }
+
+#[tokio::test]
+async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
+    let server = Server::start_with(|c| c.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
+    let creds = server.client().await;
+    let id: i64 = creds.client_id.parse().unwrap();
+    let whitelist = moms::store::client::parse_whitelist("203.0.113.0/24").unwrap();
+    server
+        .app
+        .store
+        .set_whitelist(id, &whitelist)
+        .await
+        .unwrap();
+    server.app.clients.clear();
+    let ping = |forwarded: &'static str| {
+        let url = format!(
+            "{}/moms/system.ping?client_id={}&token={}",
+            server.base, creds.client_id, creds.token
+        );
+        let request = server.http.get(url);
+        let request = if forwarded.is_empty() {
+            request
+        } else {
+            request.header("x-forwarded-for", forwarded)
+        };
+        async move { Resp::read(request.send().await.unwrap()).await }
+    };
+    // The proxy (127.0.0.1 here) says the caller is on the whitelist.
+    assert_code(&ping("203.0.113.5").await, 1);
+    // A client-written address left of an untrusted hop is not believed.
+    let resp = ping("203.0.113.5, 198.51.100.1").await;
+    assert_eq!(resp.status, 403);
+    assert!(resp.message().contains("198.51.100.1"), "{}", resp.body);
+    assert_eq!(ping("").await.status, 403);
+}
+
+#[tokio::test]
+async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let id: i64 = creds.client_id.parse().unwrap();
+    let whitelist = moms::store::client::parse_whitelist("203.0.113.0/24").unwrap();
+    server
+        .app
+        .store
+        .set_whitelist(id, &whitelist)
+        .await
+        .unwrap();
+    server.app.clients.clear();
+    let url = format!(
+        "{}/moms/system.ping?client_id={}&token={}",
+        server.base, creds.client_id, creds.token
+    );
+    let resp = Resp::read(
+        server
+            .http
+            .get(url)
+            .header("x-forwarded-for", "203.0.113.5")
+            .send()
+            .await
+            .unwrap(),
+    )
+    .await;
+    assert_eq!(resp.status, 403);
+    assert!(resp.message().contains("127.0.0.1"), "{}", resp.body);
+}
