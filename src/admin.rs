@@ -8,6 +8,7 @@ use std::sync::Arc;
 
 use clap::Subcommand;
 use serde_json::json;
+use sha2::Digest;
 
 use crate::api::params::Params;
 use crate::app::App;
@@ -38,6 +39,11 @@ pub enum AdminCommand {
         to: String,
         #[arg(long)]
         text: String,
+    },
+    /// Erase what is kept about a phone number but its opt-outs (spec section 9)
+    Forget {
+        /// The number, in any usual form
+        number: String,
     },
     /// Promotions
     Promo {
@@ -227,6 +233,39 @@ pub async fn run(config: Config, command: AdminCommand, as_json: bool) -> anyhow
                 as_json,
                 json!({"campaign_id": id}),
                 &format!("campaign_id: {id}"),
+            );
+            Ok(())
+        }
+        AdminCommand::Forget { number } => {
+            let region =
+                parse_region(&config.default_region).unwrap_or(rlibphonenumber::enums::Region::US);
+            let parsed = crate::domain::phone::PhoneNumber::parse(&number, region)
+                .map_err(|_| anyhow::anyhow!("{number:?} is not a phone number"))?;
+            let erased = store.forget(parsed.digits()).await?;
+            crate::media::storage::remove_files(&config, &erased.media).await;
+            // The audit proves the erasure without keeping the number itself.
+            let digest = hex::encode(&sha2::Sha256::digest(parsed.digits().as_bytes())[..8]);
+            store
+                .audit("operator", "forget", &format!("number sha256:{digest}"))
+                .await?;
+            store.bump_generation().await?;
+            print(
+                as_json,
+                json!({
+                    "transactions": erased.transactions,
+                    "inbound": erased.inbound,
+                    "list_memberships": erased.list_memberships,
+                    "media": erased.media.len(),
+                    "handsets": erased.handsets,
+                }),
+                &format!(
+                    "forgotten: {} messages, {} inbound texts, {} list memberships, {} media, {} handset records; opt-outs kept",
+                    erased.transactions,
+                    erased.inbound,
+                    erased.list_memberships,
+                    erased.media.len(),
+                    erased.handsets
+                ),
             );
             Ok(())
         }

@@ -221,6 +221,7 @@ where
     tasks.spawn(crate::mail::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::delivery::blast::run(app.clone(), stop_rx.clone()));
     tasks.spawn(watch_generation(app.clone(), stop_rx.clone()));
+    tasks.spawn(retention(app.clone(), stop_rx.clone()));
     if let Some(handle) = app.metrics.clone() {
         let mut stop = stop_rx.clone();
         tasks.spawn(async move {
@@ -268,6 +269,24 @@ async fn watch_generation(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<
             }
             Ok(_) => {}
             Err(error) => tracing::warn!(%error, "cannot read the change counter"),
+        }
+    }
+}
+
+/// Applies `retention.days` once at start and then every hour.
+async fn retention(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let days = i64::from(app.config.retention.days);
+    if days == 0 {
+        return;
+    }
+    loop {
+        match app.store.expire(crate::store::now() - days * 86_400).await {
+            Ok(media) => crate::media::storage::remove_files(&app.config, &media).await,
+            Err(error) => tracing::warn!(%error, "retention sweep failed"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
+            _ = stop.changed() => return,
         }
     }
 }

@@ -17,6 +17,7 @@ pub mod keyword;
 pub mod list;
 pub mod media;
 pub mod opt_reads;
+pub mod privacy;
 pub mod promo;
 pub mod sends;
 pub mod smpp;
