@@ -151,6 +151,18 @@ async fn move_file(from: &Path, to: &Path) -> std::io::Result<()> {
     Ok(())
 }
 
+/// Removes the stored bytes of media that were destroyed (forgotten or past
+/// retention); a file already gone is no error.
+pub async fn remove_files(config: &Config, ids: &[i64]) {
+    for id in ids {
+        if let Err(error) = tokio::fs::remove_file(media_path(config, *id)).await
+            && error.kind() != std::io::ErrorKind::NotFound
+        {
+            tracing::warn!(id, %error, "cannot remove a media file");
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -173,17 +185,5 @@ mod tests {
         assert_eq!(name_from_file(Some("dir/..")), "upload");
         assert_eq!(name_from_file(Some("")), "upload");
         assert_eq!(name_from_file(None), "upload");
-    }
-}
-
-/// Removes the stored bytes of media that were destroyed (forgotten or past
-/// retention); a file already gone is no error.
-pub async fn remove_files(config: &Config, ids: &[i64]) {
-    for id in ids {
-        if let Err(error) = tokio::fs::remove_file(media_path(config, *id)).await
-            && error.kind() != std::io::ErrorKind::NotFound
-        {
-            tracing::warn!(id, %error, "cannot remove a media file");
-        }
     }
 }
