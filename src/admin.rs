@@ -40,6 +40,15 @@ pub enum AdminCommand {
         #[arg(long)]
         text: String,
     },
+    /// Show the audit log: operator actions and opt changes with their source
+    Audit {
+        /// Only entries about this number (opt changes name it)
+        #[arg(long)]
+        number: Option<String>,
+        /// Newest entries shown
+        #[arg(long, default_value_t = 100)]
+        limit: i64,
+    },
     /// Erase what is kept about a phone number but its opt-outs (spec section 9)
     Forget {
         /// The number, in any usual form
@@ -234,6 +243,37 @@ pub async fn run(config: Config, command: AdminCommand, as_json: bool) -> anyhow
                 json!({"campaign_id": id}),
                 &format!("campaign_id: {id}"),
             );
+            Ok(())
+        }
+        AdminCommand::Audit { number, limit } => {
+            let region =
+                parse_region(&config.default_region).unwrap_or(rlibphonenumber::enums::Region::US);
+            let digits = match number {
+                Some(number) => Some(
+                    crate::domain::phone::PhoneNumber::parse(&number, region)
+                        .map_err(|_| anyhow::anyhow!("{number:?} is not a phone number"))?
+                        .digits()
+                        .to_string(),
+                ),
+                None => None,
+            };
+            let entries = store
+                .audit_entries(digits.as_deref(), limit.clamp(1, 100_000))
+                .await?;
+            let rows: Vec<_> = entries
+                .iter()
+                .map(|(at, actor, action, detail)| json!({"at": at, "actor": actor, "action": action, "detail": detail}))
+                .collect();
+            let text: Vec<String> = entries
+                .iter()
+                .map(|(at, actor, action, detail)| {
+                    let when = chrono::DateTime::from_timestamp(*at, 0)
+                        .map(|t| t.to_rfc3339())
+                        .unwrap_or_default();
+                    format!("{when}  {actor}  {action}  {detail}")
+                })
+                .collect();
+            print(as_json, json!({"entries": rows}), &text.join("\n"));
             Ok(())
         }
         AdminCommand::Forget { number } => {

@@ -195,6 +195,23 @@ impl Store {
         Ok(())
     }
 
+    /// The newest audit entries, optionally only those naming `number`:
+    /// (unix seconds, actor, action, detail).
+    pub async fn audit_entries(
+        &self,
+        number: Option<&str>,
+        limit: i64,
+    ) -> sqlx::Result<Vec<(i64, String, String, String)>> {
+        sqlx::query_as(
+            "SELECT at, actor, action, detail FROM audit
+             WHERE $1 IS NULL OR instr(detail, $1) > 0 ORDER BY id DESC LIMIT $2",
+        )
+        .bind(number)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+    }
+
     /// In test builds, a switch that makes store calls of the API fail, so
     /// code 500 can be provoked.
     pub fn check_faults(&self) -> sqlx::Result<()> {

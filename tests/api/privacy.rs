@@ -172,3 +172,37 @@ async fn retention_removes_old_bodies_but_keeps_ids_and_statuses() {
     assert_code(&lookup, 1);
     assert_eq!(lookup.xml().cdata_of("status"), "COMPLETE");
 }
+
+#[tokio::test]
+async fn the_audit_log_answers_who_changed_a_numbers_opt_status() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds).await;
+    let optout = [
+        ("number", "3105550123"),
+        ("campaign_id", campaign.as_str()),
+        ("status_code", "-2"),
+    ];
+    assert_code(&server.call(&creds, "user.setopt", &optout).await, 1);
+    let dir = server.dir.path().to_path_buf();
+    let (ok, json, stderr) = tokio::task::spawn_blocking(move || {
+        moms(
+            &dir,
+            &["admin", "audit", "--number", "+1 310 555 0123", "--json"],
+        )
+    })
+    .await
+    .unwrap();
+    assert!(ok, "{stderr}");
+    let entries = json["entries"].as_array().unwrap();
+    assert_eq!(entries.len(), 1, "{json}");
+    assert_eq!(entries[0]["action"], "opt.api");
+    assert!(
+        entries[0]["detail"]
+            .as_str()
+            .unwrap()
+            .contains("-2 OPTEDOUT"),
+        "{json}"
+    );
+    assert!(entries[0]["at"].as_i64().unwrap() > 0);
+}
