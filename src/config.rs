@@ -87,6 +87,8 @@ pub struct StoreConfig {
 pub struct Limits {
     pub body_bytes: usize,
     pub media_bytes: u64,
+    pub body_idle_secs: u64,
+    pub body_secs: u64,
     pub max_parameters: usize,
     pub list_numbers: usize,
     pub failed_auth_per_ip: u32,

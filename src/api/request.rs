@@ -3,6 +3,7 @@
 //! `media.upload`, which is streamed to a temp file up to 150 MB.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{HeaderMap, header};
@@ -30,6 +31,10 @@ pub async fn read_body(
         .unwrap_or("")
         .to_ascii_lowercase();
     let limit = app.config.limits.body_bytes;
+    let idle = Duration::from_secs(app.config.limits.body_idle_secs.max(1));
+    // Uploads may take long on slow links; they only must not stall.
+    let total = (!upload).then(|| Duration::from_secs(app.config.limits.body_secs.max(1)));
+    let body = paced(body, idle, total);
     if content_type.starts_with("multipart/form-data") {
         let boundary = multer::parse_boundary(&content_type)
             .map_err(|_| bad(upload, "multipart body without a boundary"))?;
@@ -45,6 +50,34 @@ pub async fn read_body(
     }
     // Other content types carry no parameters the API reads; the body is ignored.
     Ok(())
+}
+
+/// The body, failing once the client sends nothing for `idle` or, with a
+/// `total`, once that much time has passed: a client that stalls or trickles
+/// cannot hold a request, and its memory, open.
+fn paced(body: Body, idle: Duration, total: Option<Duration>) -> Body {
+    let deadline = total.map(|t| tokio::time::Instant::now() + t);
+    let stream = body.into_data_stream();
+    let paced = futures_util::stream::unfold(Some(stream), move |stream| async move {
+        let mut stream = stream?;
+        let wait = match deadline {
+            Some(deadline) => {
+                idle.min(deadline.saturating_duration_since(tokio::time::Instant::now()))
+            }
+            None => idle,
+        };
+        match tokio::time::timeout(wait, stream.next()).await {
+            Ok(Some(item)) => Some((item.map_err(axum::BoxError::from), Some(stream))),
+            Ok(None) => None,
+            Err(_) => {
+                let why = format!(
+                    "the body stalled (nothing for {wait:?}, or over the time a body may take)"
+                );
+                Some((Err(axum::BoxError::from(why)), None))
+            }
+        }
+    });
+    Body::from_stream(paced)
 }
 
 fn bad(upload: bool, detail: &str) -> ApiError {

@@ -486,3 +486,93 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
     assert_eq!(resp.status, 403);
     assert!(resp.message().contains("127.0.0.1"), "{}", resp.body);
 }
+
+/// Sends a request whose body stops after `sent` of its announced bytes,
+/// then waits for the answer.
+async fn stalled_body(server: &Server, path: &str, content_type: &str, sent: &str) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let address = server.base.trim_start_matches("http://");
+    let mut socket = tokio::net::TcpStream::connect(address).await.unwrap();
+    let head = format!(
+        "POST {path} HTTP/1.1\r\nHost: {address}\r\nContent-Type: {content_type}\r\nContent-Length: 1000\r\n\r\n{sent}"
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let mut answer = vec![0u8; 4096];
+    let n = tokio::time::timeout(std::time::Duration::from_secs(10), socket.read(&mut answer))
+        .await
+        .expect("the server answers a stalled body")
+        .unwrap();
+    String::from_utf8_lossy(&answer[..n]).into_owned()
+}
+
+#[tokio::test]
+async fn a_stalled_body_is_answered_400_not_held_open() {
+    let server = Server::start_with(|c| c.limits.body_idle_secs = 1).await;
+    let creds = server.client().await;
+    let path = format!(
+        "/moms/system.ping?client_id={}&token={}",
+        creds.client_id, creds.token
+    );
+    let answer = stalled_body(
+        &server,
+        &path,
+        "application/x-www-form-urlencoded",
+        "format=xml&a=",
+    )
+    .await;
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer}");
+    assert!(
+        answer.contains("code=\"400\"") && answer.contains("stalled"),
+        "{answer}"
+    );
+    // Others are served meanwhile and after.
+    assert_code(&server.call(&creds, "system.ping", &[]).await, 1);
+}
+
+#[tokio::test]
+async fn a_trickling_body_is_cut_off_at_the_body_time_limit() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let server = Server::start_with(|c| {
+        c.limits.body_idle_secs = 5;
+        c.limits.body_secs = 1;
+    })
+    .await;
+    let creds = server.client().await;
+    let address = server.base.trim_start_matches("http://").to_string();
+    let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
+    let head = format!(
+        "POST /moms/system.ping?client_id={}&token={} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
+        creds.client_id, creds.token
+    );
+    socket.write_all(head.as_bytes()).await.unwrap();
+    let started = std::time::Instant::now();
+    let mut answer = vec![0u8; 4096];
+    // One byte every 200 ms: never idle, always too slow.
+    let n = loop {
+        tokio::select! {
+            read = socket.read(&mut answer) => break read.unwrap(),
+            _ = tokio::time::sleep(std::time::Duration::from_millis(200)) => {
+                let _ = socket.write_all(b"a").await;
+            }
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(10),
+            "never cut off"
+        );
+    };
+    let answer = String::from_utf8_lossy(&answer[..n]);
+    assert!(answer.contains("code=\"400\""), "{answer}");
+}
+
+#[tokio::test]
+async fn a_stalled_upload_is_460() {
+    let server = Server::start_with(|c| c.limits.body_idle_secs = 1).await;
+    let creds = server.client().await;
+    let path = format!(
+        "/cm/media.upload?client_id={}&token={}&type=image&name=x",
+        creds.client_id, creds.token
+    );
+    let part = "--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n\u{89}PNG";
+    let answer = stalled_body(&server, &path, "multipart/form-data; boundary=XYZ", part).await;
+    assert!(answer.contains("code=\"460\""), "{answer}");
+}
