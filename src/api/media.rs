@@ -10,7 +10,7 @@ use super::error::{ApiError, Code};
 use super::{Ctx, Outcome};
 use crate::media::fetch::{check_url, fetch_to_temp};
 use crate::media::sniff::Kind;
-use crate::media::storage::{NewFile, check_name, media_path, store_file};
+use crate::media::storage::{NewFile, check_name, store_file};
 use crate::store::media::Media;
 use crate::store::webhook::NewWebhook;
 
@@ -210,16 +210,8 @@ pub async fn destroy(ctx: &Ctx) -> Outcome {
         .destroy_media(ctx.client.id, id)
         .await?
         .ok_or_else(|| no_such_media(id))?;
-    remove_file(ctx, id).await;
+    // The row is already destroyed, so a file left behind is only wasted
+    // space: logged, not answered.
+    crate::media::storage::remove_files(&ctx.app.config, &[id]).await;
     Ok(with_media("media correctly deleted", &media, Layout::Full).into())
-}
-
-/// The row is already destroyed, so a file left behind is only wasted
-/// space: logged, not answered.
-async fn remove_file(ctx: &Ctx, id: i64) {
-    match tokio::fs::remove_file(media_path(&ctx.app.config, id)).await {
-        Ok(()) => {}
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(error) => tracing::warn!(%error, id, "cannot remove destroyed media"),
-    }
 }

@@ -128,14 +128,7 @@ fn decide(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
         {
             Ok(()) => submit(app, table, due, now),
             // Over a rate limit: back in the queue until its slot, nothing recorded.
-            Err(wait) => Step::Advance {
-                transaction_id: due.transaction_id,
-                from_stage: due.stage.clone(),
-                status: None,
-                events: Vec::new(),
-                stage: "submit",
-                due_ms: now + wait.as_millis() as i64 + 1,
-            },
+            Err(wait) => Step::wait(due, "submit", now + wait.as_millis() as i64 + 1),
         },
         "receipt" => receipt(due),
         "smpp" => smpp_lease_ended(app, table, due, now),
@@ -226,14 +219,7 @@ fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
         );
         return fail(due, Code::ServerFailed, &reason, None);
     }
-    Step::Advance {
-        transaction_id: due.transaction_id,
-        from_stage: due.stage.clone(),
-        status: None,
-        events: Vec::new(),
-        stage: "smpp",
-        due_ms: now + crate::smpp::LEASE_MS,
-    }
+    Step::wait(due, "smpp", now + crate::smpp::LEASE_MS)
 }
 
 /// A message has been with the SMPP connector for a whole lease: still
@@ -249,14 +235,7 @@ fn smpp_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Ste
         );
     }
     if app.smpp.holds(due.transaction_id) {
-        return Step::Advance {
-            transaction_id: due.transaction_id,
-            from_stage: due.stage.clone(),
-            status: None,
-            events: Vec::new(),
-            stage: "smpp",
-            due_ms: now + crate::smpp::LEASE_MS,
-        };
+        return Step::wait(due, "smpp", now + crate::smpp::LEASE_MS);
     }
     submit(app, table, due, now)
 }

@@ -69,6 +69,19 @@ pub enum Step {
 }
 
 impl Step {
+    /// The delivery stays in `stage` until `due_ms`, leaving no trace in
+    /// its history (a wait for a rate slot, or for the connector holding it).
+    pub fn wait(due: &Due, stage: &'static str, due_ms: i64) -> Step {
+        Step::Advance {
+            transaction_id: due.transaction_id,
+            from_stage: due.stage.clone(),
+            status: None,
+            events: Vec::new(),
+            stage,
+            due_ms,
+        }
+    }
+
     fn transaction_id(&self) -> i64 {
         match self {
             Step::Advance { transaction_id, .. } | Step::Finish { transaction_id, .. } => {

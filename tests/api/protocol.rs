@@ -63,35 +63,11 @@ async fn unknown_format_is_400_in_xml() {
 async fn format_is_case_insensitive_and_accept_is_ignored() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let url = format!(
-        "{}/moms/system.ping?client_id={}&token={}&format=Json",
-        server.base, creds.client_id, creds.token
-    );
-    let resp = Resp::read(
-        server
-            .http
-            .get(&url)
-            .header("accept", "application/xml")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let path = format!("/moms/system.ping?{}&format=Json", creds.query());
+    let resp = server.get_with(&path, ("accept", "application/xml")).await;
     assert_eq!(resp.json()["response"]["message"], "pong");
-    let url = format!(
-        "{}/moms/system.ping?client_id={}&token={}",
-        server.base, creds.client_id, creds.token
-    );
-    let resp = Resp::read(
-        server
-            .http
-            .get(&url)
-            .header("accept", "application/json")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let path = format!("/moms/system.ping?{}", creds.query());
+    let resp = server.get_with(&path, ("accept", "application/json")).await;
     assert_eq!(resp.xml().child("message").text, "pong");
 }
 
@@ -228,10 +204,7 @@ async fn query_and_body_merge_and_the_body_wins() {
     let server = Server::start().await;
     let creds = server.client().await;
     // Credentials in the query, format in the body.
-    let path = format!(
-        "/moms/system.ping?client_id={}&token={}&format=xml",
-        creds.client_id, creds.token
-    );
+    let path = format!("/moms/system.ping?{}&format=xml", creds.query());
     let resp = server.post_form(&path, &[("format", "json")]).await;
     assert_eq!(resp.json()["response"]["message"], "pong");
     // Wrong token in the query, right one in the body.
@@ -271,10 +244,7 @@ async fn broken_multipart_is_400_in_an_envelope() {
     let creds = server.client().await;
     let body =
         b"--XYZ\r\nContent-Disposition: form-data; name=\"a\"\r\n\r\nvalue-without-end".to_vec();
-    let path = format!(
-        "/moms/system.ping?client_id={}&token={}",
-        creds.client_id, creds.token
-    );
+    let path = format!("/moms/system.ping?{}", creds.query());
     let resp = server
         .post_raw(&path, "multipart/form-data; boundary=XYZ", body)
         .await;
@@ -289,10 +259,7 @@ async fn broken_multipart_is_400_in_an_envelope() {
 async fn bodies_over_one_mebibyte_are_400() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let path = format!(
-        "/moms/system.ping?client_id={}&token={}",
-        creds.client_id, creds.token
-    );
+    let path = format!("/moms/system.ping?{}", creds.query());
     let body = format!("message={}", "a".repeat(1_100_000)).into_bytes();
     let resp = server
         .post_raw(&path, "application/x-www-form-urlencoded", body)
@@ -305,10 +272,7 @@ async fn bodies_over_one_mebibyte_are_400() {
 async fn thousands_of_parameters_are_400() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let path = format!(
-        "/moms/system.ping?client_id={}&token={}",
-        creds.client_id, creds.token
-    );
+    let path = format!("/moms/system.ping?{}", creds.query());
     let body: Vec<String> = (0..10_000).map(|i| format!("p{i}=v")).collect();
     let resp = server
         .post_raw(
@@ -325,10 +289,7 @@ async fn thousands_of_parameters_are_400() {
 async fn bad_percent_encoding_and_invalid_utf8_are_not_errors() {
     let server = Server::start().await;
     let creds = server.client().await;
-    let path = format!(
-        "/moms/system.ping?client_id={}&token={}&junk=%zz%&x=%FF%FE",
-        creds.client_id, creds.token
-    );
+    let path = format!("/moms/system.ping?{}&junk=%zz%&x=%FF%FE", creds.query());
     let resp = server
         .post_raw(
             &path,
@@ -434,26 +395,15 @@ async fn forwarded_for_counts_only_behind_a_trusted_proxy() {
         .await
         .unwrap();
     server.app.clients.clear();
-    let ping = |forwarded: &'static str| {
-        let url = format!(
-            "{}/moms/system.ping?client_id={}&token={}",
-            server.base, creds.client_id, creds.token
-        );
-        let request = server.http.get(url);
-        let request = if forwarded.is_empty() {
-            request
-        } else {
-            request.header("x-forwarded-for", forwarded)
-        };
-        async move { Resp::read(request.send().await.unwrap()).await }
-    };
+    let path = format!("/moms/system.ping?{}", creds.query());
+    let ping = |forwarded: &'static str| server.get_with(&path, ("x-forwarded-for", forwarded));
     // The proxy (127.0.0.1 here) says the caller is on the whitelist.
     assert_code(&ping("203.0.113.5").await, 1);
     // A client-written address left of an untrusted hop is not believed.
     let resp = ping("203.0.113.5, 198.51.100.1").await;
     assert_eq!(resp.status, 403);
     assert!(resp.message().contains("198.51.100.1"), "{}", resp.body);
-    assert_eq!(ping("").await.status, 403);
+    assert_eq!(server.get(&path).await.status, 403);
 }
 
 #[tokio::test]
@@ -469,20 +419,10 @@ async fn forwarded_for_from_an_untrusted_peer_is_ignored() {
         .await
         .unwrap();
     server.app.clients.clear();
-    let url = format!(
-        "{}/moms/system.ping?client_id={}&token={}",
-        server.base, creds.client_id, creds.token
-    );
-    let resp = Resp::read(
-        server
-            .http
-            .get(url)
-            .header("x-forwarded-for", "203.0.113.5")
-            .send()
-            .await
-            .unwrap(),
-    )
-    .await;
+    let path = format!("/moms/system.ping?{}", creds.query());
+    let resp = server
+        .get_with(&path, ("x-forwarded-for", "203.0.113.5"))
+        .await;
     assert_eq!(resp.status, 403);
     assert!(resp.message().contains("127.0.0.1"), "{}", resp.body);
 }
@@ -509,10 +449,7 @@ async fn stalled_body(server: &Server, path: &str, content_type: &str, sent: &st
 async fn a_stalled_body_is_answered_400_not_held_open() {
     let server = Server::start_with(|c| c.limits.body_idle_secs = 1).await;
     let creds = server.client().await;
-    let path = format!(
-        "/moms/system.ping?client_id={}&token={}",
-        creds.client_id, creds.token
-    );
+    let path = format!("/moms/system.ping?{}", creds.query());
     let answer = stalled_body(
         &server,
         &path,
@@ -541,8 +478,8 @@ async fn a_trickling_body_is_cut_off_at_the_body_time_limit() {
     let address = server.base.trim_start_matches("http://").to_string();
     let mut socket = tokio::net::TcpStream::connect(&address).await.unwrap();
     let head = format!(
-        "POST /moms/system.ping?client_id={}&token={} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
-        creds.client_id, creds.token
+        "POST /moms/system.ping?{} HTTP/1.1\r\nHost: {address}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: 1000\r\n\r\n",
+        creds.query()
     );
     socket.write_all(head.as_bytes()).await.unwrap();
     let started = std::time::Instant::now();
@@ -568,10 +505,7 @@ async fn a_trickling_body_is_cut_off_at_the_body_time_limit() {
 async fn a_stalled_upload_is_460() {
     let server = Server::start_with(|c| c.limits.body_idle_secs = 1).await;
     let creds = server.client().await;
-    let path = format!(
-        "/cm/media.upload?client_id={}&token={}&type=image&name=x",
-        creds.client_id, creds.token
-    );
+    let path = format!("/cm/media.upload?{}&type=image&name=x", creds.query());
     let part = "--XYZ\r\nContent-Disposition: form-data; name=\"file\"; filename=\"a.png\"\r\n\r\n\u{89}PNG";
     let answer = stalled_body(&server, &path, "multipart/form-data; boundary=XYZ", part).await;
     assert!(answer.contains("code=\"460\""), "{answer}");

@@ -37,6 +37,13 @@ pub struct Creds {
     pub callback_secret: String,
 }
 
+impl Creds {
+    /// The credentials as a query string.
+    pub fn query(&self) -> String {
+        format!("client_id={}&token={}", self.client_id, self.token)
+    }
+}
+
 /// One HTTP answer.
 #[derive(Debug)]
 pub struct Resp {
@@ -163,6 +170,20 @@ impl Server {
             .await
             .expect("request");
         Resp::read(response).await
+    }
+
+    /// GETs with one extra request header.
+    pub async fn get_with(&self, path_and_query: &str, header: (&str, &str)) -> Resp {
+        let url = format!("{}{path_and_query}", self.base);
+        Resp::read(
+            self.http
+                .get(url)
+                .header(header.0, header.1)
+                .send()
+                .await
+                .expect("request"),
+        )
+        .await
     }
 
     /// Sends raw bytes with a content type.
