@@ -83,7 +83,7 @@ pub struct App {
     /// Delivery rate limits per client and campaign.
     pub rates: crate::delivery::rate::Rates,
     /// The change counter when the store was opened.
-    pub generation_at_open: i64,
+    pub generation_at_open: crate::store::Generation,
     /// The SMPP connector: its binds' job queues.
     pub smpp: crate::smpp::Connector,
     /// Renders `/metrics`.
@@ -153,6 +153,11 @@ impl App {
     pub async fn reload(&self) -> anyhow::Result<()> {
         self.clients.clear();
         self.campaigns.clear();
+        self.reload_carriers().await
+    }
+
+    /// Rebuilds the carrier table from the store.
+    pub async fn reload_carriers(&self) -> anyhow::Result<()> {
         let table = self.store.carrier_table().await?;
         *self.carriers.write().expect("carrier lock") = Arc::new(table);
         Ok(())
@@ -262,13 +267,19 @@ async fn watch_generation(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<
         }
         match app.store.generation().await {
             Ok(now) if now != seen => {
-                seen = now;
-                if let Err(error) = app.reload().await {
-                    tracing::warn!(%error, "cache reload failed");
+                app.clients.clear();
+                app.campaigns.clear();
+                // The carrier table can hold millions of ported numbers:
+                // rebuilt only when carriers changed.
+                if now.carriers != seen.carriers
+                    && let Err(error) = app.reload_carriers().await
+                {
+                    tracing::warn!(%error, "carrier reload failed");
                 }
+                seen = now;
             }
             Ok(_) => {}
-            Err(error) => tracing::warn!(%error, "cannot read the change counter"),
+            Err(error) => tracing::warn!(%error, "cannot read the change counters"),
         }
     }
 }

@@ -156,7 +156,7 @@ pub async fn run(
                 store
                     .audit("operator", "carrier.remove-ported", number.digits())
                     .await?;
-                store.bump_generation().await?;
+                store.bump_carrier_generation().await?;
             }
             print(
                 as_json,
@@ -181,7 +181,7 @@ pub async fn run(
                         &format!("{} on {on}", number.digits()),
                     )
                     .await?;
-                store.bump_generation().await?;
+                store.bump_carrier_generation().await?;
             }
             print(
                 as_json,
@@ -268,7 +268,7 @@ async fn save(
             ),
         )
         .await?;
-    store.bump_generation().await?;
+    store.bump_carrier_generation().await?;
     print(as_json, carrier_json(carrier), &carrier_line(carrier));
     Ok(())
 }
@@ -358,7 +358,7 @@ async fn remove(store: &Store, config: &Config, id: i64, as_json: bool) -> anyho
             ),
         )
         .await?;
-    store.bump_generation().await?;
+    store.bump_carrier_generation().await?;
     print(
         as_json,
         json!({"carrier_id": id, "removed": true, "ported_removed": removed.ported, "barred_removed": removed.barred}),
@@ -473,7 +473,7 @@ async fn import(
     let summary = import_file(store, region, file, kind, &progress).await?;
     progress.finish_and_clear();
     if summary.imported > 0 {
-        store.bump_generation().await?;
+        store.bump_carrier_generation().await?;
     }
     store
         .audit(

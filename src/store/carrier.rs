@@ -236,7 +236,7 @@ impl Store {
                 &format!("{changed} carriers from the configuration file"),
             )
             .await?;
-            self.bump_generation().await?;
+            self.bump_carrier_generation().await?;
         }
         Ok(changed)
     }

@@ -61,7 +61,21 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "client_limits",
         include_str!("../../migrations/sqlite/0005_client_limits.sql"),
     ),
+    (
+        6,
+        "carrier_generation",
+        include_str!("../../migrations/sqlite/0006_carrier_generation.sql"),
+    ),
 ];
+
+/// The change counters running servers watch.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Generation {
+    /// Moves on every operator or API change of a cached object.
+    pub any: i64,
+    /// Moves only when carriers, ported numbers or the blacklist change.
+    pub carriers: i64,
+}
 
 #[derive(Clone)]
 pub struct Store {
@@ -170,10 +184,22 @@ impl Store {
     }
 
     /// The operator-change counter; caches are dropped when it moves.
-    pub async fn generation(&self) -> sqlx::Result<i64> {
-        sqlx::query_scalar("SELECT value FROM generation WHERE id = 1")
+    pub async fn generation(&self) -> sqlx::Result<Generation> {
+        let (any, carriers) = sqlx::query_as("SELECT value, carriers FROM generation WHERE id = 1")
             .fetch_one(&self.pool)
-            .await
+            .await?;
+        Ok(Generation { any, carriers })
+    }
+
+    /// Tells every running server that carriers, ported numbers or the
+    /// blacklist changed (and so, like any change, drops their caches).
+    pub async fn bump_carrier_generation(&self) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE generation SET value = value + 1, carriers = carriers + 1 WHERE id = 1",
+        )
+        .execute(&self.writer)
+        .await?;
+        Ok(())
     }
 
     /// Tells every running server that cached objects changed.
