@@ -5,6 +5,7 @@
 //! - [`store`]: the only module that speaks SQL.
 //! - [`delivery`]: the worker that hands queued messages to carriers and records outcomes.
 //! - [`smpp`]: the SMPP connector: binds to SMSCs, submits, receipts, messages from phones.
+//! - [`mm7`]: the MM7 connector: MMS to an MMSC, its delivery reports and messages from phones.
 //! - [`inbound`]: messages from phones: opt-outs, keywords, routing to campaigns.
 //! - [`webhooks`]: callbacks to clients' applications, retried and signed.
 //! - [`mail`]: e-mail callbacks (a blast's summary) through the configured SMTP relay.
@@ -25,6 +26,7 @@ pub mod inbound;
 pub mod mail;
 pub mod media;
 pub mod metrics;
+pub mod mm7;
 pub mod smpp;
 pub mod store;
 pub mod tls;
