@@ -2,6 +2,7 @@
 //! phones at smart URLs (spec section 5.6).
 
 pub mod fetch;
+pub mod fit;
 pub mod serve;
 pub mod sniff;
 pub mod storage;
