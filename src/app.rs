@@ -86,6 +86,8 @@ pub struct App {
     pub generation_at_open: crate::store::Generation,
     /// The SMPP connector: its binds' job queues.
     pub smpp: crate::smpp::Connector,
+    /// The MM7 connector: its MMSCs and the messages handed to them.
+    pub mm7: crate::mm7::Connector,
     /// Renders `/metrics`.
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
@@ -117,8 +119,10 @@ impl App {
         let sends = SendBatcher::start(store.clone(), delivery_wake.clone());
         let http = crate::media::fetch::http_client(&config)?;
         let smpp = crate::smpp::Connector::new(&config.smpp);
+        let mm7 = crate::mm7::Connector::new(&config.mm7)?;
         Ok(Arc::new(App {
             smpp,
+            mm7,
             auth_failures: AuthLimiter::new(
                 config.limits.failed_auth_per_ip,
                 Duration::from_secs(config.limits.failed_auth_window_secs),
@@ -222,6 +226,7 @@ where
     let mut tasks = tokio::task::JoinSet::new();
     tasks.spawn(crate::delivery::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::smpp::run(app.clone(), stop_rx.clone()));
+    tasks.spawn(crate::mm7::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::webhooks::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::mail::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::delivery::blast::run(app.clone(), stop_rx.clone()));
@@ -238,7 +243,7 @@ where
             }
         });
     }
-    let router = crate::api::router(app.clone());
+    let router = crate::api::router(app.clone()).merge(crate::mm7::server::router(app.clone()));
     // The tap does nothing to the stream. axum provides `ConnectInfo<SocketAddr>`
     // (the peer address handlers and the IP whitelist read) for any tapped
     // listener addressed by `SocketAddr`, TLS or not; the orphan rule keeps us

@@ -39,6 +39,9 @@ pub struct Config {
     /// section 7); none at all: the built-in sandbox carrier.
     #[serde(default)]
     pub carriers: Vec<CarrierConfig>,
+    /// MMSCs, one entry per carrier whose connector is `mm7` (`[[mm7]]`).
+    #[serde(default)]
+    pub mm7: Vec<crate::mm7::Mm7Endpoint>,
 }
 
 /// One `[[carriers]]` entry.
@@ -55,6 +58,13 @@ pub struct CarrierConfig {
     pub mms: bool,
     #[serde(default = "sandbox_connector")]
     pub connector: String,
+    /// The largest MMS in bytes; 0: no limit.
+    #[serde(default = "default_mms_max_bytes")]
+    pub mms_max_bytes: i64,
+}
+
+fn default_mms_max_bytes() -> i64 {
+    crate::domain::carrier::DEFAULT_MMS_MAX_BYTES
 }
 
 fn yes() -> bool {
@@ -74,6 +84,7 @@ impl CarrierConfig {
             served: self.served,
             mms: self.mms,
             connector: self.connector.trim().to_string(),
+            mms_max_bytes: self.mms_max_bytes,
         }
     }
 }
@@ -346,6 +357,11 @@ impl Config {
                 format!("[[smpp]] entry {} (carrier {})", n + 1, bind.carrier_id)
             })?;
         }
+        for (n, endpoint) in config.mm7.iter().enumerate() {
+            endpoint.check().with_context(|| {
+                format!("[[mm7]] entry {} (carrier {})", n + 1, endpoint.carrier_id)
+            })?;
+        }
         Ok(config)
     }
 
@@ -374,6 +390,13 @@ impl Config {
         for bind in &mut shown.smpp {
             if !bind.password.is_empty() {
                 bind.password = "<redacted>".into();
+            }
+        }
+        for endpoint in &mut shown.mm7 {
+            for secret in [&mut endpoint.password, &mut endpoint.inbound_password] {
+                if !secret.is_empty() {
+                    *secret = "<redacted>".into();
+                }
             }
         }
         if let Some(at) = shown.store.url.find('@') {

@@ -50,6 +50,9 @@ pub enum CarrierCommand {
         /// sandbox, smpp or mm7 [default: sandbox]
         #[arg(long)]
         connector: Option<String>,
+        /// The largest MMS it carries, in bytes (0: no limit) [default: 1048576]
+        #[arg(long)]
+        mms_max_bytes: Option<i64>,
     },
     /// List carriers with their counts of ported and barred numbers
     List,
@@ -68,6 +71,9 @@ pub enum CarrierCommand {
         mms: Option<bool>,
         #[arg(long)]
         connector: Option<String>,
+        /// The largest MMS it carries, in bytes (0: no limit)
+        #[arg(long)]
+        mms_max_bytes: Option<i64>,
     },
     /// Remove a carrier, with its ported and barred numbers
     Remove {
@@ -103,6 +109,7 @@ pub async fn run(
             served,
             mms,
             connector,
+            mms_max_bytes,
         } => {
             if store.carrier(id).await?.is_some() {
                 anyhow::bail!(
@@ -116,6 +123,9 @@ pub async fn run(
                 served: served.unwrap_or(true),
                 mms: mms.unwrap_or(true),
                 connector: connector_of(connector.as_deref().unwrap_or("sandbox")),
+                mms_max_bytes: mms_max_bytes_of(
+                    mms_max_bytes.unwrap_or(crate::domain::carrier::DEFAULT_MMS_MAX_BYTES),
+                )?,
             };
             save(store, config, &carrier, "carrier.add", as_json).await
         }
@@ -127,6 +137,7 @@ pub async fn run(
             served,
             mms,
             connector,
+            mms_max_bytes,
         } => {
             let mut carrier = stored_or_builtin(store, id).await?;
             if let Some(name) = name {
@@ -139,6 +150,9 @@ pub async fn run(
             carrier.mms = mms.unwrap_or(carrier.mms);
             if let Some(connector) = connector {
                 carrier.connector = connector_of(&connector);
+            }
+            if let Some(max) = mms_max_bytes {
+                carrier.mms_max_bytes = mms_max_bytes_of(max)?;
             }
             save(store, config, &carrier, "carrier.update", as_json).await
         }
@@ -258,13 +272,14 @@ async fn save(
             "operator",
             action,
             &format!(
-                "carrier {} ({}): prefixes {}, served {}, mms {}, connector {}",
+                "carrier {} ({}): prefixes {}, served {}, mms {}, connector {}, mms_max_bytes {}",
                 carrier.id,
                 carrier.name,
                 carrier.prefixes.join(","),
                 carrier.served,
                 carrier.mms,
-                carrier.connector
+                carrier.connector,
+                carrier.mms_max_bytes
             ),
         )
         .await?;
@@ -291,12 +306,13 @@ fn carrier_json(carrier: &Carrier) -> Value {
         "served": carrier.served,
         "mms": carrier.mms,
         "connector": carrier.connector,
+        "mms_max_bytes": carrier.mms_max_bytes,
     })
 }
 
 fn carrier_line(carrier: &Carrier) -> String {
     format!(
-        "{}  {}  prefixes {}  served {}  mms {}  connector {}",
+        "{}  {}  prefixes {}  served {}  mms {}  connector {}  mms_max_bytes {}",
         carrier.id,
         carrier.name,
         if carrier.prefixes.is_empty() {
@@ -306,8 +322,19 @@ fn carrier_line(carrier: &Carrier) -> String {
         },
         carrier.served,
         carrier.mms,
-        carrier.connector
+        carrier.connector,
+        carrier.mms_max_bytes
     )
+}
+
+/// A size limit from the command line: 0 (no limit) or a positive byte count.
+fn mms_max_bytes_of(value: i64) -> anyhow::Result<i64> {
+    if value < 0 {
+        anyhow::bail!(
+            "--mms-max-bytes {value} is negative: give the largest MMS in bytes (e.g. 1048576), or 0 for no limit"
+        );
+    }
+    Ok(value)
 }
 
 async fn list(store: &Store, as_json: bool) -> anyhow::Result<()> {

@@ -37,9 +37,13 @@ pub async fn create(ctx: &Ctx) -> Outcome {
 pub async fn info(ctx: &Ctx) -> Outcome {
     let id = campaign_id(&ctx.params)?;
     let campaign = live(ctx, id).await?;
+    // Settings added after the documented ones follow them, in both formats.
+    let fallback = ctx.app.store.campaign_mms_fallback(id).await?;
+    let mut json = campaign_json(&campaign);
+    json["mms_fallback"] = Value::String(fallback.clone());
     Ok(Reply::success("campaign retrieved")
-        .xml(campaign_xml(&campaign))
-        .json("campaign", campaign_json(&campaign))
+        .xml(campaign_xml(&campaign).child(XmlNode::new("mms_fallback").cdata(fallback)))
+        .json("campaign", json)
         .into())
 }
 
@@ -67,7 +71,8 @@ pub async fn list(ctx: &Ctx) -> Outcome {
 /// those, with create's validation. Running servers drop the cached copy.
 pub async fn update(ctx: &Ctx) -> Outcome {
     let id = campaign_id(&ctx.params)?;
-    let settings = Settings::parse(&ctx.client, ctx.app.region, &ctx.params)?;
+    let mut settings = Settings::parse(&ctx.client, ctx.app.region, &ctx.params)?;
+    let fallback = settings.mms_fallback.take();
     let current = live(ctx, id).await?;
     let mut campaign = (*current).clone();
     settings.apply(&mut campaign);
@@ -78,6 +83,12 @@ pub async fn update(ctx: &Ctx) -> Outcome {
         .update_campaign(&campaign, shortcode.as_deref())
         .await?;
     written.map_err(|conflict| conflict_error(conflict, &campaign, shortcode.as_deref()))?;
+    if let Some(fallback) = fallback {
+        ctx.app
+            .store
+            .set_campaign_mms_fallback(id, fallback)
+            .await?;
+    }
     forget(ctx, id).await?;
     Ok(Reply::success("campaign updated").into())
 }
@@ -112,7 +123,8 @@ pub async fn create_from(
 ) -> Result<i64, ApiError> {
     // `name` is the first parameter: missing, it is the first problem.
     params.require("name", Code::InvalidName)?;
-    let settings = Settings::parse(client, region, params)?;
+    let mut settings = Settings::parse(client, region, params)?;
+    let fallback = settings.mms_fallback.take();
     let mut campaign = Campaign {
         id: 0,
         client_id: client.id,
@@ -130,10 +142,14 @@ pub async fn create_from(
     };
     settings.apply(&mut campaign);
     let shortcode = master_shortcode(client, &campaign)?;
-    store
+    let id = store
         .create_campaign_checked(&campaign, shortcode.as_deref())
         .await?
-        .map_err(|conflict| conflict_error(conflict, &campaign, shortcode.as_deref()))
+        .map_err(|conflict| conflict_error(conflict, &campaign, shortcode.as_deref()))?;
+    if let Some(fallback) = fallback {
+        store.set_campaign_mms_fallback(id, fallback).await?;
+    }
+    Ok(id)
 }
 
 /// `campaign_id`, required (430/431).
@@ -269,6 +285,8 @@ struct Settings {
     require_names: Option<bool>,
     help_message: Option<String>,
     stop_message: Option<String>,
+    /// Kept outside [`Campaign`]: see [`crate::store::campaign::MMS_FALLBACKS`].
+    mms_fallback: Option<&'static str>,
 }
 
 impl Settings {
@@ -293,6 +311,7 @@ impl Settings {
                 .map(|v| v == "true"),
             help_message: reply_text(params, "help_message")?,
             stop_message: reply_text(params, "stop_message")?,
+            mms_fallback: choice(params, "mms_fallback", &["fail", "sms"])?,
         })
     }
 

@@ -62,10 +62,13 @@ pub enum OptIn {
 }
 
 /// A recipient that passed every check.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AddressOk {
     pub carrier_id: i64,
     pub opt_in: OptIn,
+    /// An MMS for a carrier that cannot carry one, under a campaign whose
+    /// `mms_fallback` is `sms`: the smart URL the SMS carries instead.
+    pub fallback_url: Option<String>,
 }
 
 /// Checks the parameters `transaction.send` and `list.send` share, after
@@ -292,7 +295,7 @@ fn udp_json(udp: Vec<(String, String)>) -> String {
 }
 
 /// Checks one recipient in spec section 3's order: 602 → 606 → 603 → 605 →
-/// 604, then 607 for an MMS to a carrier that cannot carry it.
+/// 604, then 607 for an MMS the carrier cannot carry (see [`mms_route`]).
 pub async fn address(
     app: &App,
     composed: &Composed,
@@ -334,16 +337,76 @@ pub async fn address(
     if table.is_blacklisted(number, carrier.id) {
         return Err(ApiError::new(Code::Blacklisted).with_user(with_carrier));
     }
-    if composed.kind == "mms" && !carrier.mms {
-        return Err(ApiError::detail(
-            Code::InvalidContent,
-            format!("carrier {} does not carry MMS", carrier.name),
-        ));
-    }
+    let fallback_url = if composed.kind == "mms" {
+        mms_route(app, composed, &carrier).await?
+    } else {
+        None
+    };
     Ok(AddressOk {
         carrier_id: carrier.id,
         opt_in: opt_in_effect(&composed.campaign.opt_in, opt),
+        fallback_url,
     })
+}
+
+/// How an MMS reaches `carrier` (spec section 7): as an MMS (`None`), as
+/// an SMS with the text and the media's smart URL when the carrier cannot
+/// carry MMS and the campaign's `mms_fallback` is `sms`, or not at all
+/// (607): no MMS and `mms_fallback` is `fail`, or audio or video over the
+/// carrier's size limit (images over it are scaled down when sent).
+async fn mms_route(
+    app: &App,
+    composed: &Composed,
+    carrier: &crate::domain::carrier::Carrier,
+) -> Result<Option<String>, ApiError> {
+    let Some(content_id) = composed.content_id else {
+        return Ok(None);
+    };
+    let media = app
+        .store
+        .media(content_id)
+        .await?
+        .ok_or_else(|| ApiError::detail(Code::BadMedia, "the media is gone"))?;
+    if !carrier.carries_mms() {
+        let fallback = app
+            .store
+            .campaign_mms_fallback(composed.campaign.id)
+            .await?;
+        if fallback != "sms" {
+            return Err(ApiError::detail(
+                Code::InvalidContent,
+                format!(
+                    "carrier {} does not carry MMS; set the campaign's mms_fallback to sms to send the text and a link to the media instead",
+                    carrier.name
+                ),
+            ));
+        }
+        let url = media.smart_url();
+        check_length(&fallback_body(&composed.body, &url))?;
+        return Ok(Some(url));
+    }
+    if let Some(limit) = carrier.mms_limit()
+        && media.kind != "image"
+        && media.size as u64 > limit
+    {
+        return Err(ApiError::detail(
+            Code::InvalidContent,
+            format!(
+                "the {} is {} bytes, over the {limit} bytes carrier {} takes in an MMS; audio and video are not shortened or re-encoded: send a smaller file",
+                media.kind, media.size, carrier.name
+            ),
+        ));
+    }
+    Ok(None)
+}
+
+/// The text of an MMS sent as an SMS: the message, then the media's link.
+pub fn fallback_body(text: &str, url: &str) -> String {
+    if text.trim().is_empty() {
+        url.to_string()
+    } else {
+        format!("{text}\n{url}")
+    }
 }
 
 /// Opt statuses of the `opt_status` table.
@@ -372,6 +435,12 @@ pub fn new_transaction(
     expires_ms: i64,
 ) -> NewTransaction {
     let held = matches!(address.opt_in, OptIn::Hold { .. });
+    // A fallback is an SMS that keeps its content_id: the store records
+    // "MMS Fallback to SMS" in its history for that.
+    let (kind, body) = match &address.fallback_url {
+        Some(url) => ("sms", fallback_body(&composed.body, url)),
+        None => (composed.kind, composed.body.clone()),
+    };
     NewTransaction {
         client_id: composed.campaign.client_id,
         campaign_id: composed.campaign.id,
@@ -386,8 +455,8 @@ pub fn new_transaction(
             .to_name
             .clone()
             .unwrap_or_else(|| input.to_string()),
-        kind: composed.kind,
-        body: composed.body.clone(),
+        kind,
+        body,
         subject: composed.subject.clone(),
         content_id: composed.content_id,
         carrier_id: Some(address.carrier_id),

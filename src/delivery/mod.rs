@@ -6,9 +6,9 @@
 //! the whole batch in one SQL transaction: status, history, the next stage
 //! or the end, and the end's callback and blast counts with it. Messages of
 //! carriers whose connector is `smpp` are handed to [`crate::smpp`], which
-//! records their outcome itself (stage `smpp` while it holds them); a
-//! carrier configured with another connector fails its messages with 601,
-//! saying so.
+//! records their outcome itself (stage `smpp` while it holds them); those
+//! of `mm7` carriers go to [`crate::mm7`] alike (stage `mm7`); a carrier
+//! configured with another connector fails its messages with 601, saying so.
 
 pub mod blast;
 pub mod rate;
@@ -132,6 +132,7 @@ fn decide(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
         },
         "receipt" => receipt(due),
         "smpp" => smpp_lease_ended(app, table, due, now),
+        "mm7" => mm7_lease_ended(app, table, due, now),
         "held" => fail(
             due,
             Code::ServerFailed,
@@ -178,6 +179,9 @@ fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
     };
     if carrier.connector == "smpp" {
         return to_smpp(app, &carrier, due, now);
+    }
+    if carrier.connector == "mm7" {
+        return to_mm7(app, &carrier, due, now);
     }
     if !carrier.is_sandbox() {
         let reason = format!(
@@ -236,6 +240,39 @@ fn smpp_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Ste
     }
     if app.smpp.holds(due.transaction_id) {
         return Step::wait(due, "smpp", now + crate::smpp::LEASE_MS);
+    }
+    submit(app, table, due, now)
+}
+
+/// Hands a message to the MM7 connector, which records what becomes of it.
+fn to_mm7(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
+    let job = crate::mm7::Job {
+        transaction_id: due.transaction_id,
+        carrier_id: carrier.id,
+    };
+    if !app.mm7.hand(job) {
+        let reason = format!(
+            "carrier {} uses connector \"mm7\", but no [[mm7]] entry serves it",
+            carrier.name
+        );
+        return fail(due, Code::ServerFailed, &reason, None);
+    }
+    Step::wait(due, "mm7", now + crate::mm7::LEASE_MS)
+}
+
+/// A message has been with the MM7 connector for a whole lease: still held
+/// it stays; lost (the process restarted) it is handed again.
+fn mm7_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
+    if now >= due.expires_ms + crate::mm7::LEASE_MS {
+        return fail(
+            due,
+            Code::ServerFailed,
+            "the MMSC did not take the message before the validity period ended",
+            None,
+        );
+    }
+    if app.mm7.holds(due.transaction_id) {
+        return Step::wait(due, "mm7", now + crate::mm7::LEASE_MS);
     }
     submit(app, table, due, now)
 }

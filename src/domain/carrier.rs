@@ -17,7 +17,14 @@ pub struct Carrier {
     pub mms: bool,
     /// `sandbox`, `smpp` or `mm7`.
     pub connector: String,
+    /// The largest MMS it carries, in bytes; 0: no limit. Larger images
+    /// are scaled down to fit, larger audio and video fail with 607.
+    pub mms_max_bytes: i64,
 }
+
+/// A carrier's largest MMS unless configured otherwise: 1 MiB, what the
+/// large North American carriers accept.
+pub const DEFAULT_MMS_MAX_BYTES: i64 = 1_048_576;
 
 impl Carrier {
     /// The built-in carrier of an empty store (spec section 7).
@@ -29,6 +36,7 @@ impl Carrier {
             served: true,
             mms: true,
             connector: "sandbox".into(),
+            mms_max_bytes: DEFAULT_MMS_MAX_BYTES,
         }
     }
 
@@ -42,11 +50,23 @@ impl Carrier {
             served: false,
             mms: false,
             connector: "sandbox".into(),
+            mms_max_bytes: DEFAULT_MMS_MAX_BYTES,
         }
     }
 
     pub fn is_sandbox(&self) -> bool {
         self.connector == "sandbox"
+    }
+
+    /// Whether an MMS can go to its numbers as an MMS: the operator says it
+    /// carries MMS and its connector can send one (SMPP carries text only).
+    pub fn carries_mms(&self) -> bool {
+        self.mms && self.connector != "smpp"
+    }
+
+    /// The size limit as a byte count; `None`: no limit.
+    pub fn mms_limit(&self) -> Option<u64> {
+        (self.mms_max_bytes > 0).then_some(self.mms_max_bytes as u64)
     }
 }
 
@@ -149,6 +169,12 @@ impl Carrier {
                 self.id,
                 self.connector,
                 CONNECTORS.join(", ")
+            ));
+        }
+        if self.mms_max_bytes < 0 {
+            return Err(format!(
+                "carrier {}: mms_max_bytes {} is negative: give the largest MMS in bytes, or 0 for no limit",
+                self.id, self.mms_max_bytes
             ));
         }
         Ok(())
@@ -271,6 +297,7 @@ mod tests {
             served: true,
             mms: true,
             connector: "smpp".into(),
+            mms_max_bytes: DEFAULT_MMS_MAX_BYTES,
         }
     }
 

@@ -58,6 +58,33 @@ impl Store {
     }
 }
 
+/// What a campaign does with an MMS for a carrier that cannot carry one
+/// (`campaigns.mms_fallback`): `sms` sends the text and the media's smart
+/// URL as an SMS; `fail` (the default) refuses it with 607.
+pub const MMS_FALLBACKS: &[&str] = &["fail", "sms"];
+
+impl Store {
+    /// The campaign's `mms_fallback` (`fail` when there is no such campaign).
+    pub async fn campaign_mms_fallback(&self, id: i64) -> sqlx::Result<String> {
+        let value: Option<String> =
+            sqlx::query_scalar("SELECT mms_fallback FROM campaigns WHERE id = $1")
+                .bind(id)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(value.unwrap_or_else(|| "fail".into()))
+    }
+
+    /// Sets the campaign's `mms_fallback` (one of [`MMS_FALLBACKS`]).
+    pub async fn set_campaign_mms_fallback(&self, id: i64, value: &str) -> sqlx::Result<()> {
+        sqlx::query("UPDATE campaigns SET mms_fallback = $1 WHERE id = $2")
+            .bind(value)
+            .bind(id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+}
+
 impl Store {
     /// Creates a campaign with its master keyword on `shortcode` (when both
     /// are given). The caller has validated every setting, the name's

@@ -47,6 +47,7 @@ fn carrier_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Carrier> {
         served: row.try_get::<i64, _>("served")? != 0,
         mms: row.try_get::<i64, _>("mms")? != 0,
         connector: row.try_get("connector")?,
+        mms_max_bytes: row.try_get("mms_max_bytes")?,
     })
 }
 
@@ -113,7 +114,7 @@ impl Store {
 
     /// Every stored carrier, by id.
     pub async fn carriers(&self) -> sqlx::Result<Vec<Carrier>> {
-        sqlx::query("SELECT id, name, prefixes, served, mms, connector FROM carriers ORDER BY id")
+        sqlx::query("SELECT id, name, prefixes, served, mms, connector, mms_max_bytes FROM carriers ORDER BY id")
             .fetch_all(&self.pool)
             .await?
             .iter()
@@ -122,7 +123,7 @@ impl Store {
     }
 
     pub async fn carrier(&self, id: i64) -> sqlx::Result<Option<Carrier>> {
-        sqlx::query("SELECT id, name, prefixes, served, mms, connector FROM carriers WHERE id = $1")
+        sqlx::query("SELECT id, name, prefixes, served, mms, connector, mms_max_bytes FROM carriers WHERE id = $1")
             .bind(id)
             .fetch_optional(&self.pool)
             .await?
@@ -157,9 +158,10 @@ impl Store {
             return Ok(false);
         }
         sqlx::query(
-            "INSERT INTO carriers (id, name, prefixes, served, mms, connector) VALUES ($1, $2, $3, $4, $5, $6)
+            "INSERT INTO carriers (id, name, prefixes, served, mms, connector, mms_max_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)
              ON CONFLICT (id) DO UPDATE SET name = excluded.name, prefixes = excluded.prefixes,
-                served = excluded.served, mms = excluded.mms, connector = excluded.connector",
+                served = excluded.served, mms = excluded.mms, connector = excluded.connector,
+                mms_max_bytes = excluded.mms_max_bytes",
         )
         .bind(carrier.id)
         .bind(&carrier.name)
@@ -167,6 +169,7 @@ impl Store {
         .bind(i64::from(carrier.served))
         .bind(i64::from(carrier.mms))
         .bind(&carrier.connector)
+        .bind(carrier.mms_max_bytes)
         .execute(&self.writer)
         .await?;
         Ok(true)

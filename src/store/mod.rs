@@ -16,6 +16,7 @@ pub mod inbound;
 pub mod keyword;
 pub mod list;
 pub mod media;
+pub mod mm7;
 pub mod opt_reads;
 pub mod privacy;
 pub mod promo;
@@ -65,6 +66,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "carrier_generation",
         include_str!("../../migrations/sqlite/0006_carrier_generation.sql"),
+    ),
+    (
+        7,
+        "mms",
+        include_str!("../../migrations/sqlite/0007_mms.sql"),
     ),
 ];
 

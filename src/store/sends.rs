@@ -170,13 +170,16 @@ pub fn random_hash() -> String {
 }
 
 /// The two events written at acceptance (spec section 7): history never
-/// holds a single event.
-fn first_events(held: bool) -> [&'static str; 2] {
-    if held {
+/// holds a single event. An SMS with media is an MMS that its carrier
+/// cannot carry, sent as text and a link: that is said too.
+fn first_events(t: &NewTransaction) -> impl Iterator<Item = &'static str> {
+    let first = if t.held {
         ["Transaction Created", "Opt-in Requested"]
     } else {
         ["Transaction Created", "Transaction Queued"]
-    }
+    };
+    let fallback = (t.kind == "sms" && t.content_id.is_some()).then_some("MMS Fallback to SMS");
+    first.into_iter().chain(fallback)
 }
 
 impl Store {
@@ -342,7 +345,7 @@ async fn insert_rows(
         QueryBuilder::new("INSERT INTO history (transaction_id, at_ms, event) ");
     let events = rows
         .iter()
-        .flat_map(|(id, _, t)| first_events(t.held).map(move |event| (*id, event)));
+        .flat_map(|(id, _, t)| first_events(t).map(move |event| (*id, event)));
     history.push_values(events, |mut b, (id, event)| {
         b.push_bind(id).push_bind(now_ms).push_bind(event);
     });

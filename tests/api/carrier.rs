@@ -437,6 +437,7 @@ async fn configured_carriers_apply_at_start_and_operator_ones_stay() {
         served: false,
         mms: true,
         connector: "smpp".into(),
+        mms_max_bytes: 1_048_576,
     };
     let sandbox = CarrierConfig {
         id: 1,
@@ -445,6 +446,7 @@ async fn configured_carriers_apply_at_start_and_operator_ones_stay() {
         served: true,
         mms: true,
         connector: "sandbox".into(),
+        mms_max_bytes: 1_048_576,
     };
     let carriers = vec![sandbox, declared];
     let server = Server::start_with(|c| c.carriers = carriers.clone()).await;
@@ -509,6 +511,7 @@ async fn a_bad_configured_carrier_stops_the_start_with_the_fix() {
         served: true,
         mms: true,
         connector: "sandbox".into(),
+        mms_max_bytes: 1_048_576,
     });
     let error = App::open(config.clone()).await.err().unwrap().to_string();
     assert!(error.contains("[[carriers]]"), "{error}");
