@@ -236,7 +236,27 @@ async fn attempt(app: &App, job: Job) -> Outcome {
     }
 }
 
+/// Waits until the worker's hand-over (stage `mm7`) is committed: it hands
+/// a message before it records doing so, and what the MMSC answers must
+/// not be recorded before that. False when the message is no longer queued.
+async fn handed_over(app: &App, transaction_id: i64) -> anyhow::Result<bool> {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let dues = app.store.smpp_dues(&[transaction_id]).await?;
+        match dues.first().map(|d| d.stage.as_str()) {
+            Some("mm7") => return Ok(true),
+            Some("submit") if tokio::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            _ => return Ok(false),
+        }
+    }
+}
+
 async fn try_attempt(app: &App, job: Job) -> anyhow::Result<Outcome> {
+    if !handed_over(app, job.transaction_id).await? {
+        return Ok(Outcome::Gone);
+    }
     let Some(message) = app.store.mm7_message(job.transaction_id).await? else {
         return Ok(Outcome::Gone);
     };

@@ -148,7 +148,7 @@ async fn added_carrier_answers_user_lookup_once_the_server_reloads() {
     assert_eq!(
         added,
         json!({"carrier_id": 7, "name": "West Wireless", "prefixes": ["1310", "1424"],
-               "served": true, "mms": true, "connector": "sandbox"})
+               "served": true, "mms": true, "connector": "sandbox", "mms_max_bytes": 1048576})
     );
 
     let resp = until_carrier(&server, &creds, "310-867-5309", "7").await;
@@ -537,7 +537,8 @@ async fn migrate_applies_the_configuration_file_carriers() {
     assert_eq!(
         listed["carriers"],
         json!([{"carrier_id": 4, "name": "File Mobile", "prefixes": ["44"], "served": true,
-                "mms": true, "connector": "mm7", "ported": 0, "barred": 0, "built_in": false}])
+                "mms": true, "connector": "mm7", "mms_max_bytes": 1048576, "ported": 0, "barred": 0,
+                "built_in": false}])
     );
     // A change to a declared carrier is noted: the next start puts it back.
     let (ok, _, stderr) = admin_outcome(

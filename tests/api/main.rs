@@ -15,6 +15,7 @@ mod limits;
 mod list;
 mod mail;
 mod media;
+mod mms;
 mod privacy;
 mod promo;
 mod protocol;
