@@ -85,7 +85,9 @@ async fn info_gives_every_setting_in_create_order() {
             "opt_in",
             "require_names",
             "help_message",
-            "stop_message"
+            "stop_message",
+            // Settings added after the documented ones follow them.
+            "mms_fallback"
         ]
     );
     assert_eq!(campaign.cdata_of("name"), "Spring <sale> & more");
@@ -153,7 +155,7 @@ async fn info_shows_defaults_and_a_normalised_number_sender() {
         body["response"]["campaign"],
         json!({"id": id, "name": "plain", "type": "sms", "from": "13105550100", "keyword": "",
             "callback_url": "", "callback_format": "xml", "opt_in": "none", "require_names": "false",
-            "help_message": "", "stop_message": ""})
+            "help_message": "", "stop_message": "", "mms_fallback": "fail"})
     );
 }
 
