@@ -272,6 +272,10 @@ pub struct SmppBind {
     pub source_npi: u8,
     pub dest_ton: u8,
     pub dest_npi: u8,
+    /// Messages from phones whose text carries http(s) URLs of media (how
+    /// some SMSCs pass an MMS): fetch them, store them as media and pass
+    /// them as the message's images.
+    pub inbound_media_urls: bool,
 }
 
 impl SmppBind {
@@ -326,6 +330,7 @@ impl Default for SmppBind {
             source_npi: 0,
             dest_ton: 1,
             dest_npi: 1,
+            inbound_media_urls: false,
         }
     }
 }

@@ -23,6 +23,7 @@
 //! ends.
 
 pub mod envelope;
+pub mod links;
 pub mod mime;
 pub mod server;
 

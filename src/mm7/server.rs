@@ -210,34 +210,55 @@ pub async fn store_part(
     if part.media_type().starts_with("text/") || part.media_type().ends_with("smil") {
         return Ok(None);
     }
-    let Some(sniffed) = sniff(&part.body) else {
+    let name = crate::media::storage::name_from_file(part.content_location());
+    store_bytes(app, sender, &part.body, &name, base_url).await
+}
+
+/// Stores `bytes` as media of no client, sent by `sender`, when they are
+/// an accepted format (`None` otherwise); returns the smart URL.
+pub async fn store_bytes(
+    app: &App,
+    sender: &str,
+    bytes: &[u8],
+    name: &str,
+    base_url: &str,
+) -> anyhow::Result<Option<String>> {
+    let Some(sniffed) = sniff(bytes) else {
         return Ok(None);
     };
-    let name = crate::media::storage::name_from_file(part.content_location());
     let sha256 = {
         use sha2::Digest;
-        hex::encode(sha2::Sha256::digest(&part.body))
+        hex::encode(sha2::Sha256::digest(bytes))
     };
     let row = NewMedia {
         client_id: None,
-        name: &name,
+        name,
         kind: sniffed.kind.as_str(),
         mime: sniffed.mime,
-        original_name: &name,
-        size: part.body.len() as i64,
+        original_name: name,
+        size: bytes.len() as i64,
         sha256: &sha256,
         base_url,
         sender: Some(sender),
     };
-    let bytes = part.body.clone();
     let media = app
         .store
         .insert_media(&row, async |id| {
             let path = crate::media::storage::media_path(&app.config, id);
-            tokio::fs::write(path, &bytes).await
+            tokio::fs::write(path, bytes).await
         })
         .await?;
     Ok(Some(media.smart_url()))
+}
+
+/// `public_url`, else `http://` and the address moms listens on (for
+/// media stored outside any request).
+pub fn configured_base_url(app: &App) -> String {
+    let configured = app.config.public_url.trim_end_matches('/');
+    if !configured.is_empty() {
+        return configured.to_string();
+    }
+    format!("http://{}", app.config.listen)
 }
 
 /// `public_url`, else `http://` and the request's Host.

@@ -532,13 +532,18 @@ impl Link {
         let Ok(from) = PhoneNumber::parse(from, self.app.region) else {
             return CommandStatus::EsmeRinvsrcadr;
         };
+        let (text, images) = if self.bind.inbound_media_urls {
+            crate::mm7::links::fetch_linked_media(&self.app, from.digits(), &text).await
+        } else {
+            (text, Vec::new())
+        };
         let table = self.app.carrier_table();
         let message = InboundMessage {
             from,
             to: to.to_string(),
             text,
             subject: String::new(),
-            images: Vec::new(),
+            images,
         };
         match crate::inbound::receive(&self.app.store, &self.app.config, &table, message).await {
             Ok(received) => {

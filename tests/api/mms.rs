@@ -591,3 +591,66 @@ async fn the_mm7_endpoint_checks_credentials_and_answers_what_it_cannot_read() {
     assert_eq!(status, 500);
     assert!(body.contains("Fault") && body.contains("2007"), "{body}");
 }
+
+#[tokio::test]
+async fn a_link_to_media_in_a_message_over_smpp_becomes_an_image_where_the_bind_says_so() {
+    let smsc = crate::common::smsc::Smsc::start().await;
+    let bind = moms::config::SmppBind {
+        inbound_media_urls: true,
+        ..smsc.bind(2)
+    };
+    let server = Server::start_with(move |c| {
+        c.carriers = vec![carrier(2, "SMSC Wireless", "1", false, "smpp", 0)];
+        c.smpp.push(bind);
+    })
+    .await;
+    smsc.wait_bound().await;
+    let creds = server.client().await;
+    let receiver = Receiver::start().await;
+    let callback = format!("{}/mo", receiver.base);
+    campaign(
+        &server,
+        &creds,
+        &[
+            ("keyword", "PIZZA"),
+            ("callback_url", &callback),
+            ("callback_format", "json"),
+        ],
+    )
+    .await;
+    let png = photo(ImageFormat::Png, 12, 12);
+    let served = png.clone();
+    let files = axum::Router::new()
+        .route(
+            "/mms/pic",
+            axum::routing::get(move || {
+                let served = served.clone();
+                async move { served }
+            }),
+        )
+        .route("/page", axum::routing::get(|| async { "<html></html>" }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(async move { axum::serve(listener, files).await });
+
+    let text = format!("PIZZA look {base}/mms/pic and {base}/page");
+    let sequence = smsc.inject("13105550123", "21534", 0, 0, text.as_bytes());
+    assert_eq!(smsc.wait_ack(sequence).await, 0);
+    let got = receiver.wait_for(1).await;
+    let event: serde_json::Value = serde_json::from_str(&got[0].body).unwrap();
+    // The media link left the text; the page, not media, stayed.
+    assert_eq!(event["message"], format!("PIZZA look and {base}/page"));
+    let url = event["images"][0]["image"].as_str().unwrap();
+    assert_eq!(event["images"].as_array().unwrap().len(), 1);
+    // Outside a request the link names `public_url` (here unset: the
+    // configured listen address), not the test's port: fetch its path.
+    let path = &url[url.find("/oc/").unwrap()..];
+    let fetched = server
+        .http
+        .get(format!("{}{path}", server.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.headers()["content-type"], "image/png");
+    assert_eq!(fetched.bytes().await.unwrap().as_ref(), png.as_slice());
+}
