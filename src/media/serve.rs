@@ -2,7 +2,8 @@
 //! phones without credentials, streamed from disk with its sniffed
 //! `Content-Type`. Single byte ranges are answered 206, because audio and
 //! video players seek with them. A token never changes its bytes, so answers
-//! may be cached for long.
+//! may be cached for long, and the token is the `ETag`: `If-None-Match`
+//! with it is answered 304.
 //!
 //! `?r=<message_id>` names the transaction that carried the link; when that
 //! transaction did carry this media, the fetching phone's User-Agent is
@@ -60,6 +61,23 @@ pub async fn smart_url(
             return StatusCode::INTERNAL_SERVER_ERROR.into_response();
         }
     };
+    // The token names its bytes for good: it is their validator too, and a
+    // phone that has them is told so without them (304).
+    let etag = format!("\"{}\"", media.token);
+    let has_it = headers
+        .get(header::IF_NONE_MATCH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.split(',').any(|t| t.trim() == etag || t.trim() == "*"));
+    if has_it {
+        let mut response = StatusCode::NOT_MODIFIED.into_response();
+        let out = response.headers_mut();
+        out.insert(header::ETAG, header_value(&etag));
+        out.insert(
+            header::CACHE_CONTROL,
+            HeaderValue::from_static(CACHE_CONTROL),
+        );
+        return response;
+    }
     let range = headers
         .get(header::RANGE)
         .and_then(|v| v.to_str().ok())
@@ -92,6 +110,7 @@ pub async fn smart_url(
         header::CACHE_CONTROL,
         HeaderValue::from_static(CACHE_CONTROL),
     );
+    out.insert(header::ETAG, header_value(&etag));
     if status == StatusCode::PARTIAL_CONTENT {
         let content_range = format!("bytes {start}-{}/{size}", start + len - 1);
         out.insert(header::CONTENT_RANGE, header_value(&content_range));

@@ -51,6 +51,12 @@ const FIRST_RETRY_MS: i64 = 1_000;
 const MAX_RETRY_MS: i64 = 300_000;
 /// Submissions in flight at once, over every MMSC.
 const CONCURRENT: usize = 16;
+/// Fitted images kept in memory, by (content_id, size limit): a blast sends
+/// one image to many numbers, and fitting costs far more than keeping.
+const FITTED_KEPT: usize = 32;
+
+/// An image fitted to a limit, or why it cannot be.
+type FittedImage = Result<Arc<(Vec<u8>, &'static str)>, String>;
 
 /// One `[[mm7]]` entry: the MMSC of a carrier whose connector is `mm7`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -135,6 +141,8 @@ pub struct Connector {
     /// Transactions handed and not recorded yet.
     held: Mutex<HashSet<i64>>,
     http: reqwest::Client,
+    /// Images fitted lately; each is computed once, whoever asks first.
+    fitted: Mutex<HashMap<(i64, usize), Arc<tokio::sync::OnceCell<FittedImage>>>>,
 }
 
 impl Connector {
@@ -154,6 +162,7 @@ impl Connector {
             inbox: Mutex::new(Some(inbox)),
             held: Mutex::new(HashSet::new()),
             http,
+            fitted: Mutex::new(HashMap::new()),
         })
     }
 
@@ -397,12 +406,9 @@ async fn media_part(
                 bytes.len()
             )));
         }
-        let fitted =
-            tokio::task::spawn_blocking(move || crate::media::fit::fit_image(&bytes, limit))
-                .await?;
-        match fitted {
-            Ok(fitted) => (fitted.bytes, fitted.mime.to_string()),
-            Err(error) => return Ok(Err(error.to_string())),
+        match fitted_image(app, media.id, limit, bytes).await? {
+            Ok(fitted) => (fitted.0.clone(), fitted.1.to_string()),
+            Err(reason) => return Ok(Err(reason)),
         }
     } else {
         (bytes, media.mime.clone())
@@ -410,6 +416,37 @@ async fn media_part(
     Ok(Ok(Part::new(&mime, bytes)
         .header("Content-ID", &format!("<media-{}>", media.id))
         .header("Content-Location", &location(&media.filename))))
+}
+
+/// `original` fitted to `limit`, computed once per (content_id, limit)
+/// while it stays among the [`FITTED_KEPT`] kept.
+async fn fitted_image(
+    app: &App,
+    content_id: i64,
+    limit: usize,
+    original: Vec<u8>,
+) -> anyhow::Result<FittedImage> {
+    let cell = {
+        let mut kept = app.mm7.fitted.lock().expect("fitted lock");
+        if kept.len() >= FITTED_KEPT && !kept.contains_key(&(content_id, limit)) {
+            // Crude, but blasts send one image at a time.
+            kept.clear();
+        }
+        kept.entry((content_id, limit)).or_default().clone()
+    };
+    let fitted = cell
+        .get_or_try_init(|| async move {
+            let fitted =
+                tokio::task::spawn_blocking(move || crate::media::fit::fit_image(&original, limit))
+                    .await?;
+            anyhow::Ok(
+                fitted
+                    .map(|f| Arc::new((f.bytes, f.mime)))
+                    .map_err(|e| e.to_string()),
+            )
+        })
+        .await?;
+    Ok(fitted.clone())
 }
 
 /// A Content-Location of plain characters.

@@ -344,6 +344,17 @@ async fn an_image_over_the_carrier_limit_is_scaled_down_to_fit_and_the_original_
     assert!(decoded.width() < 640 && decoded.height() < 480);
     let ratio = f64::from(decoded.width()) / f64::from(decoded.height());
     assert!((ratio - 4.0 / 3.0).abs() < 0.05, "{ratio}");
+    // A second number gets the same fitted image (fitted once, kept).
+    send(
+        &server,
+        &creds,
+        &campaign,
+        "+1 310 867 5310",
+        &[("content_id", &content_id)],
+    )
+    .await;
+    let got = mmsc.wait_for(2).await;
+    assert_eq!(got[1].parts[0].body, sent.body);
     // The stored original is unchanged.
     let original = server
         .http
@@ -653,4 +664,62 @@ async fn a_link_to_media_in_a_message_over_smpp_becomes_an_image_where_the_bind_
         .unwrap();
     assert_eq!(fetched.headers()["content-type"], "image/png");
     assert_eq!(fetched.bytes().await.unwrap().as_ref(), png.as_slice());
+}
+
+#[tokio::test]
+async fn the_smart_url_gives_phones_length_ranges_and_a_validator() {
+    let server = Server::start().await;
+    let creds = server.client().await;
+    let audio = wav(1_000);
+    let (_, smart_url) = upload(&server, &creds, "audio", audio.clone()).await;
+    let whole = server.http.get(&smart_url).send().await.unwrap();
+    assert_eq!(whole.status(), 200);
+    assert_eq!(whole.headers()["content-type"], "audio/wav");
+    assert_eq!(
+        whole.headers()["content-length"],
+        audio.len().to_string().as_str()
+    );
+    assert_eq!(whole.headers()["accept-ranges"], "bytes");
+    assert!(
+        whole.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .contains("max-age")
+    );
+    let etag = whole.headers()["etag"].to_str().unwrap().to_string();
+    let token = &smart_url[smart_url.rfind('/').unwrap() + 1..];
+    assert_eq!(etag, format!("\"{token}\""));
+
+    let part = server
+        .http
+        .get(&smart_url)
+        .header("range", "bytes=10-19")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(part.status(), 206);
+    assert_eq!(
+        part.headers()["content-range"],
+        format!("bytes 10-19/{}", audio.len()).as_str()
+    );
+    assert_eq!(part.bytes().await.unwrap().as_ref(), &audio[10..20]);
+
+    let again = server
+        .http
+        .get(&smart_url)
+        .header("if-none-match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(again.status(), 304);
+    assert_eq!(again.headers()["etag"], etag.as_str());
+    assert!(again.bytes().await.unwrap().is_empty());
+    let other = server
+        .http
+        .get(&smart_url)
+        .header("if-none-match", "\"someone-else\"")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(other.status(), 200);
 }
