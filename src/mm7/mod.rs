@@ -57,6 +57,8 @@ const FITTED_KEPT: usize = 32;
 
 /// An image fitted to a limit, or why it cannot be.
 type FittedImage = Result<Arc<(Vec<u8>, &'static str)>, String>;
+/// One fitting, shared by whoever asks for it while it runs.
+type FittingOnce = Arc<tokio::sync::OnceCell<FittedImage>>;
 
 /// One `[[mm7]]` entry: the MMSC of a carrier whose connector is `mm7`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -142,7 +144,7 @@ pub struct Connector {
     held: Mutex<HashSet<i64>>,
     http: reqwest::Client,
     /// Images fitted lately; each is computed once, whoever asks first.
-    fitted: Mutex<HashMap<(i64, usize), Arc<tokio::sync::OnceCell<FittedImage>>>>,
+    fitted: Mutex<HashMap<(i64, usize), FittingOnce>>,
 }
 
 impl Connector {
