@@ -723,3 +723,155 @@ async fn the_smart_url_gives_phones_length_ranges_and_a_validator() {
         .unwrap();
     assert_eq!(other.status(), 200);
 }
+
+#[tokio::test]
+async fn list_send_of_an_mms_takes_each_members_carrier_into_account() {
+    let mmsc = Mmsc::start().await;
+    let server = server(&mmsc, 0).await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds, &[("mms_fallback", "sms")]).await;
+    let (content_id, _) = upload(&server, &creds, "image", photo(ImageFormat::Png, 8, 8)).await;
+    let resp = server
+        .call(&creds, "list.create", &[("name", "menu")])
+        .await;
+    let list_id = resp.xml().child("list").attr("id").to_string();
+    let numbers = format!("{MM7_NUMBER},{TEXT_NUMBER}");
+    let resp = server
+        .call(
+            &creds,
+            "list.append",
+            &[("list_id", &list_id), ("numbers", &numbers)],
+        )
+        .await;
+    assert_code(&resp, 1);
+    let receiver = Receiver::start().await;
+    let resp = server
+        .call(
+            &creds,
+            "list.send",
+            &[
+                ("list_id", &list_id),
+                ("campaign_id", &campaign),
+                ("content_id", &content_id),
+                ("message", "Menu"),
+                ("callback", &format!("{}/blast", receiver.base)),
+            ],
+        )
+        .await;
+    assert_code(&resp, 1);
+    let got = mmsc.wait_for(1).await;
+    assert_eq!(got[0].submit.recipient.value(), "13108675309");
+    let (status, _) = mmsc
+        .report(
+            &server.base,
+            MM7_CARRIER,
+            &got[0].message_id,
+            "13108675309",
+            "Retrieved",
+        )
+        .await;
+    assert_eq!(status, 200);
+    let summary = receiver.wait_for(1).await;
+    assert!(
+        summary[0].body.contains("<total>2</total><sent>2</sent>"),
+        "{}",
+        summary[0].body
+    );
+    let kinds: Vec<(String, String)> = sqlx::query_as(
+        "SELECT recipient, kind FROM transactions WHERE blast_id IS NOT NULL ORDER BY recipient",
+    )
+    .fetch_all(&server.app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(
+        kinds,
+        vec![
+            ("13108675309".to_string(), "mms".to_string()),
+            ("14248675309".to_string(), "sms".to_string())
+        ]
+    );
+    assert_eq!(mmsc.received().len(), 1);
+}
+
+#[test]
+fn the_admin_cli_sets_a_carriers_mms_size_limit() {
+    let dir = tempfile::tempdir().unwrap();
+    let (ok, added, stderr) = crate::cli::moms(
+        dir.path(),
+        &[
+            "admin",
+            "carrier",
+            "add",
+            "--id",
+            "8",
+            "--name",
+            "Small Pictures",
+            "--prefixes",
+            "1212",
+            "--connector",
+            "mm7",
+            "--mms-max-bytes",
+            "300000",
+            "--json",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(added["mms_max_bytes"], 300000);
+    assert_eq!(added["connector"], "mm7");
+    let (ok, updated, stderr) = crate::cli::moms(
+        dir.path(),
+        &[
+            "admin",
+            "carrier",
+            "update",
+            "--id",
+            "8",
+            "--mms-max-bytes",
+            "0",
+            "--json",
+        ],
+    );
+    assert!(ok, "{stderr}");
+    assert_eq!(updated["mms_max_bytes"], 0);
+    let (ok, _, stderr) = crate::cli::moms(
+        dir.path(),
+        &[
+            "admin",
+            "carrier",
+            "update",
+            "--id",
+            "8",
+            "--mms-max-bytes=-1",
+        ],
+    );
+    assert!(!ok);
+    assert!(stderr.contains("0 for no limit"), "{stderr}");
+}
+
+#[test]
+fn mm7_entries_are_checked_when_loaded_and_their_secrets_redacted() {
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("moms.toml");
+    std::fs::write(
+        &file,
+        "[[mm7]]\ncarrier_id = 3\nurl = \"http://mmsc\"\nversion = \"REL-4-MM7\"\n",
+    )
+    .unwrap();
+    let error = format!("{:#}", moms::config::Config::load(Some(&file)).unwrap_err());
+    assert!(error.contains("[[mm7]] entry 1 (carrier 3)"), "{error}");
+    assert!(error.contains("REL-5-MM7-1-2"), "{error}");
+
+    std::fs::write(
+        &file,
+        "[[mm7]]\ncarrier_id = 3\nurl = \"http://mmsc\"\npassword = \"out-secret\"\ninbound_password = \"in-secret\"\n",
+    )
+    .unwrap();
+    let config = moms::config::Config::load(Some(&file)).unwrap();
+    assert_eq!(config.mm7[0].version, "REL-5-MM7-1-2");
+    assert!(config.mm7[0].delivery_report);
+    let shown = config.redacted_toml();
+    assert!(
+        !shown.contains("out-secret") && !shown.contains("in-secret"),
+        "{shown}"
+    );
+}
