@@ -113,7 +113,8 @@ async fn info_gives_every_setting_in_create_order() {
             "campaign": {"id": id, "name": "Spring <sale> & more", "type": "mms", "from": "21534",
                 "keyword": "PAULF", "callback_url": "https://example.com/mo?a=1&b=2",
                 "callback_format": "json", "opt_in": "double", "require_names": "true",
-                "help_message": "Reply STOP to end]]>", "stop_message": "Bye"}}})
+                "help_message": "Reply STOP to end]]>", "stop_message": "Bye",
+                "mms_fallback": "fail"}}})
     );
     let keys: Vec<&String> = body["response"]["campaign"]
         .as_object()
@@ -133,7 +134,8 @@ async fn info_gives_every_setting_in_create_order() {
             "opt_in",
             "require_names",
             "help_message",
-            "stop_message"
+            "stop_message",
+            "mms_fallback"
         ]
     );
 }
