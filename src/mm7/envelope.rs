@@ -909,6 +909,37 @@ R0lGODlhAQABAAAAACw=\r\n\
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_printable_text_round_trips_through_a_submit(
+            subject in "[^\\p{Cc}\u{FFFE}\u{FFFF}]{0,40}",
+            vasp in "[^\\p{Cc}\u{FFFE}\u{FFFF}]{0,20}",
+            text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..200),
+        ) {
+            let submit = Submit {
+                transaction_id: "p".into(),
+                vasp_id: vasp.clone(),
+                vas_id: String::new(),
+                sender: Address::ShortCode("12345".into()),
+                recipient: Address::Number("447911123456".into()),
+                service_code: String::new(),
+                subject: subject.clone(),
+                delivery_report: false,
+                content_id: "c".into(),
+            };
+            let content = vec![Part::new("application/octet-stream", text.clone())];
+            let (ct, body) = submit_request(&v(), &submit, &content);
+            let read = parse_request(&ct, &body);
+            let Ok(Request::Submit(read, parts)) = read else {
+                panic!("not read back: {read:?}")
+            };
+            // Values are read trimmed, as MMSCs pad them.
+            proptest::prop_assert_eq!(read.subject, subject.trim());
+            proptest::prop_assert_eq!(read.vasp_id, vasp.trim());
+            proptest::prop_assert_eq!(&parts[0].body, &text);
+        }
+    }
+
     #[test]
     fn arbitrary_bytes_never_panic() {
         let (ct, body) = deliver_sample();

@@ -223,6 +223,14 @@ pub fn parse_part(raw: &[u8]) -> Result<Part, MimeError> {
         }
     } else if let Some(j) = find(raw, b"\n\n") {
         (&raw[..j], &raw[j + 2..])
+    } else if raw
+        .iter()
+        .all(|b| !b.is_ascii_control() || matches!(b, b'\r' | b'\n' | b'\t'))
+        && raw.contains(&b':')
+    {
+        // Headers only: an empty part whose blank line went with the
+        // delimiter's line end.
+        (raw, &raw[..0])
     } else {
         return Err(MimeError::Headers);
     };
@@ -312,12 +320,8 @@ pub fn write_multipart(boundary: &str, parts: &[Part]) -> Vec<u8> {
         if !textual {
             out.extend_from_slice(b"Content-Transfer-Encoding: base64\r\n\r\n");
             let encoded = STANDARD.encode(&part.body);
-            for line in encoded.as_bytes().chunks(76) {
-                out.extend_from_slice(line);
-                out.extend_from_slice(b"\r\n");
-            }
-            // The line end before the delimiter is the delimiter's.
-            out.truncate(out.len() - 2);
+            let lines: Vec<&[u8]> = encoded.as_bytes().chunks(76).collect();
+            out.extend_from_slice(&lines.join(&b"\r\n"[..]));
         } else {
             out.extend_from_slice(b"\r\n");
             out.extend_from_slice(&part.body);
@@ -413,6 +417,25 @@ mod tests {
             parse_multipart("multipart/related; boundary=b", bad),
             Err(MimeError::Base64)
         );
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_bodies_round_trip(
+            text in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+            binary in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..300),
+        ) {
+            let parts = vec![
+                Part::new("text/plain", text.clone()),
+                Part::new("image/gif", binary.clone()),
+            ];
+            let boundary = new_boundary();
+            let body = write_multipart(&boundary, &parts);
+            let read = parse_multipart(&format!("multipart/mixed; boundary={boundary}"), &body).unwrap();
+            proptest::prop_assert_eq!(read.len(), 2);
+            proptest::prop_assert_eq!(&read[0].body, &text);
+            proptest::prop_assert_eq!(&read[1].body, &binary);
+        }
     }
 
     #[test]
