@@ -388,6 +388,17 @@ mod tests {
         assert_eq!(read[0].content_id().as_deref(), Some("soap"));
         assert_eq!(read[1].body, image);
         assert_eq!(read[1].media_type(), "image/png");
+
+        // An empty part keeps the blank line after its headers.
+        let empty = vec![
+            Part::new("image/gif", Vec::new()),
+            Part::new("text/plain", Vec::new()),
+        ];
+        let body = write_multipart("b", &empty);
+        let read = parse_multipart("multipart/mixed; boundary=b", &body).unwrap();
+        assert_eq!(read.len(), 2);
+        assert!(read[0].body.is_empty() && read[1].body.is_empty());
+        assert_eq!(read[0].media_type(), "image/gif");
     }
 
     #[test]
