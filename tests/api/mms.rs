@@ -875,3 +875,49 @@ fn mm7_entries_are_checked_when_loaded_and_their_secrets_redacted() {
         "{shown}"
     );
 }
+
+#[tokio::test]
+async fn an_mmsc_that_does_not_answer_in_time_is_tried_again() {
+    let mmsc = Mmsc::start().await;
+    let mut endpoint = mmsc.endpoint(MM7_CARRIER);
+    endpoint.timeout_secs = 1;
+    let server = Server::start_with(move |c| {
+        c.carriers = vec![carrier(
+            MM7_CARRIER,
+            "Picture Mobile",
+            "1310",
+            true,
+            "mm7",
+            0,
+        )];
+        c.mm7 = vec![endpoint];
+    })
+    .await;
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds, &[]).await;
+    let (content_id, _) = upload(&server, &creds, "image", photo(ImageFormat::Png, 8, 8)).await;
+    mmsc.answer_next(&[Answer::Stall(3_000)]);
+    let (id, hash) = send(
+        &server,
+        &creds,
+        &campaign,
+        MM7_NUMBER,
+        &[("content_id", &content_id)],
+    )
+    .await;
+    let xml = until_status(&server, &creds, &id, &hash, "SENT").await;
+    assert_eq!(
+        events(&xml)[2..],
+        ["Retry Scheduled".to_string(), "MMS Sent".to_string()]
+    );
+    // The stalled request was dropped with its connection, unanswered; the
+    // transaction follows the answer it got.
+    let got = mmsc.wait_for(1).await;
+    let recorded: String =
+        sqlx::query_scalar("SELECT message_id FROM mm7_messages WHERE transaction_id = $1")
+            .bind(id.parse::<i64>().unwrap())
+            .fetch_one(&server.app.store.pool)
+            .await
+            .unwrap();
+    assert_eq!(recorded, got[0].message_id);
+}

@@ -27,6 +27,9 @@ pub enum Answer {
     Status(u32),
     /// A bare HTTP status without a SOAP body.
     Http(u16),
+    /// No answer for this many milliseconds, then an acceptance (too late
+    /// for a client that gave up).
+    Stall(u64),
 }
 
 /// One submission as received.
@@ -250,11 +253,15 @@ async fn receive(
             return StatusCode::BAD_REQUEST.into_response();
         }
     };
+    let next = inner.lock().unwrap().answers.pop_front();
+    if let Some(Answer::Stall(ms)) = next {
+        tokio::time::sleep(Duration::from_millis(ms)).await;
+    }
     let mut inner = inner.lock().unwrap();
-    let answer = inner.answers.pop_front().unwrap_or(Answer::Accept);
+    let answer = next.unwrap_or(Answer::Accept);
     let version = Version::default();
     let (status, message_id, body) = match answer {
-        Answer::Accept => {
+        Answer::Accept | Answer::Stall(_) => {
             inner.next_id += 1;
             let id = format!("mmsc-{}", inner.next_id);
             let xml = envelope::response(
