@@ -75,7 +75,12 @@ async fn endpoint(
         Ok(request) => request,
         Err(error) => {
             tracing::info!(%error, carrier_id = config.carrier_id, "unreadable MM7 request");
-            return fault(&format!("{error}"));
+            // 4003: unsupported operation; 2007: message format corrupt.
+            let code = match error {
+                envelope::Mm7Error::Unsupported(_) => 4003,
+                _ => 2007,
+            };
+            return fault(code, &format!("{error}"));
         }
     };
     let status = match &request {
@@ -274,12 +279,12 @@ fn base_url(app: &App, headers: &HeaderMap) -> String {
     format!("http://{host}")
 }
 
-/// A SOAP fault for a request that cannot be read (HTTP 500, as SOAP 1.1
-/// says), its MM7 status 2007 (message format corrupt).
-fn fault(reason: &str) -> Response {
+/// A SOAP fault for a request that cannot be taken (HTTP 500, as SOAP 1.1
+/// says), with its MM7 status `code`.
+fn fault(code: u32, reason: &str) -> Response {
     let version = Version::default();
     let body = format!(
-        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><env:Envelope xmlns:env=\"{}\"><env:Body><env:Fault><faultcode>env:Client</faultcode><faultstring>{}</faultstring><detail><RSErrorRsp xmlns=\"{}\"><MM7Version>{}</MM7Version><Status><StatusCode>2007</StatusCode><StatusText>{}</StatusText></Status></RSErrorRsp></detail></env:Fault></env:Body></env:Envelope>",
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?><env:Envelope xmlns:env=\"{}\"><env:Body><env:Fault><faultcode>env:Client</faultcode><faultstring>{}</faultstring><detail><RSErrorRsp xmlns=\"{}\"><MM7Version>{}</MM7Version><Status><StatusCode>{code}</StatusCode><StatusText>{}</StatusText></Status></RSErrorRsp></detail></env:Fault></env:Body></env:Envelope>",
         envelope::SOAP_ENV,
         envelope::escape(reason),
         version.namespace(),

@@ -601,6 +601,23 @@ async fn the_mm7_endpoint_checks_credentials_and_answers_what_it_cannot_read() {
     .await;
     assert_eq!(status, 500);
     assert!(body.contains("Fault") && body.contains("2007"), "{body}");
+    // A request this endpoint does not take: 4003 (unsupported operation).
+    let cancel = moms::mm7::envelope::delivery_report_envelope(
+        &moms::mm7::envelope::Version::default(),
+        "c",
+        "m",
+        &moms::mm7::envelope::Address::Number("1".into()),
+        "x",
+    )
+    .replace("DeliveryReportReq", "CancelReq");
+    let (status, body) = post(
+        MM7_CARRIER,
+        cancel.into_bytes(),
+        Some((IN_USER, IN_PASSWORD)),
+    )
+    .await;
+    assert_eq!(status, 500);
+    assert!(body.contains("<StatusCode>4003</StatusCode>"), "{body}");
 }
 
 #[tokio::test]
