@@ -132,8 +132,9 @@ fn authorized(config: &Mm7Endpoint, headers: &HeaderMap) -> bool {
     given.ct_eq(expected.as_bytes()).into()
 }
 
-/// A `DeliveryReportReq`: ends the transaction it names. An id we never
-/// gave out is answered 2005 (message ID not found).
+/// A `DeliveryReportReq`: ends the transaction it names, and the id is
+/// forgotten once final. An id we never gave out (or forgot) is answered
+/// 2005 (message ID not found).
 async fn delivery_report(
     app: &App,
     config: &Mm7Endpoint,
@@ -156,6 +157,11 @@ async fn delivery_report(
         .collect();
     if !steps.is_empty() {
         apply(app, steps).await?;
+    }
+    if report.outcome() != super::envelope::MmStatus::Pending {
+        app.store
+            .mm7_forget(config.carrier_id, &report.message_id)
+            .await?;
     }
     Ok(Status::success())
 }

@@ -57,6 +57,16 @@ impl Store {
         Ok(())
     }
 
+    /// Forgets an id whose final report was recorded: nothing names it again.
+    pub async fn mm7_forget(&self, carrier_id: i64, message_id: &str) -> sqlx::Result<()> {
+        sqlx::query("DELETE FROM mm7_messages WHERE carrier_id = $1 AND message_id = $2")
+            .bind(carrier_id)
+            .bind(message_id)
+            .execute(&self.writer)
+            .await?;
+        Ok(())
+    }
+
     /// The transaction the MMSC's `message_id` names on this carrier.
     pub async fn mm7_transaction(
         &self,

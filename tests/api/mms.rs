@@ -248,6 +248,17 @@ async fn an_mms_goes_to_the_mmsc_over_mm7_and_its_delivery_report_completes_it()
             "Transaction Complete"
         ]
     );
+    // A final report's id is forgotten: sent again, it is unknown (2005).
+    let (_, again) = mmsc
+        .report(
+            &server.base,
+            MM7_CARRIER,
+            &submitted.message_id,
+            "+13108675309",
+            "Retrieved",
+        )
+        .await;
+    assert!(again.contains("<StatusCode>2005</StatusCode>"), "{again}");
 }
 
 #[tokio::test]
