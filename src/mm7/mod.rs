@@ -194,6 +194,11 @@ impl Connector {
             .contains(&transaction_id)
     }
 
+    /// Whether any submission is in flight.
+    pub fn busy(&self) -> bool {
+        !self.held.lock().expect("held lock").is_empty()
+    }
+
     fn release(&self, transaction_id: i64) {
         self.held.lock().expect("held lock").remove(&transaction_id);
     }
@@ -528,7 +533,8 @@ async fn record_once(app: &App, job: Job, outcome: &Outcome) -> anyhow::Result<(
         }
         Outcome::Permanent(code, reason) => fail(&due, *code, reason, None),
     };
-    apply(app, vec![step]).await
+    apply(app, vec![step]).await?;
+    Ok(())
 }
 
 /// `MMS Sent`, or `SMS Sent` for a text-only message.
@@ -540,12 +546,13 @@ fn sent_event(due: &Due) -> String {
     }
 }
 
-/// Records steps and tells the others.
-async fn apply(app: &App, steps: Vec<Step>) -> anyhow::Result<()> {
+/// Records steps and tells the others; returns how many applied (a step
+/// whose delivery left its stage meanwhile does not).
+async fn apply(app: &App, steps: Vec<Step>) -> anyhow::Result<usize> {
     let table = app.carrier_table();
     let applied = app.store.record_steps(&steps).await?;
     after_commit(app, &table, &applied);
-    Ok(())
+    Ok(applied.len())
 }
 
 /// Back to the worker's queue after a back-off with jitter, no later than

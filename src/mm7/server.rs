@@ -145,18 +145,41 @@ async fn delivery_report(
         .mm7_transaction(config.carrier_id, &report.message_id)
         .await?
     else {
+        // A report may overtake the recording of its submission's answer:
+        // while submissions are in flight, ask for it again later.
+        if app.mm7.busy() {
+            return Ok(Status {
+                code: 3000,
+                text: format!(
+                    "Message ID {} not known yet: send the report again",
+                    report.message_id
+                ),
+            });
+        }
         return Ok(Status {
             code: 2005,
             text: format!("Message ID {} not found", report.message_id),
         });
     };
-    let dues = app.store.smpp_dues(&[transaction_id]).await?;
-    let steps: Vec<_> = dues
-        .iter()
-        .filter_map(|due| report_step(due, report))
-        .collect();
-    if !steps.is_empty() {
-        apply(app, steps).await?;
+    // The submission's own recording may move the stage (`mm7` to
+    // `await`) between the read and the write: then read again.
+    let mut recorded = false;
+    for _ in 0..5 {
+        let dues = app.store.smpp_dues(&[transaction_id]).await?;
+        let steps: Vec<_> = dues
+            .iter()
+            .filter_map(|due| report_step(due, report))
+            .collect();
+        if steps.is_empty() || apply(app, steps).await? > 0 {
+            recorded = true;
+            break;
+        }
+    }
+    if !recorded {
+        return Ok(Status {
+            code: 3000,
+            text: "The report could not be recorded yet: send it again".into(),
+        });
     }
     if report.outcome() != super::envelope::MmStatus::Pending {
         app.store

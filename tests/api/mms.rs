@@ -949,3 +949,34 @@ async fn an_mmsc_that_does_not_answer_in_time_is_tried_again() {
             .unwrap();
     assert_eq!(recorded, got[0].message_id);
 }
+
+#[tokio::test]
+async fn reports_posted_right_after_the_answer_are_not_lost() {
+    let mmsc = Mmsc::start().await;
+    let server = server(&mmsc, 0).await;
+    mmsc.auto_report(&server.base, MM7_CARRIER, "Retrieved");
+    let creds = server.client().await;
+    let campaign = campaign(&server, &creds, &[]).await;
+    let (content_id, _) = upload(&server, &creds, "image", photo(ImageFormat::Png, 8, 8)).await;
+    let mut sent = Vec::new();
+    for n in 0..5 {
+        let to = format!("+1 310 867 53{n:02}");
+        sent.push(
+            send(
+                &server,
+                &creds,
+                &campaign,
+                &to,
+                &[("content_id", &content_id)],
+            )
+            .await,
+        );
+    }
+    for (id, hash) in &sent {
+        let xml = until_status(&server, &creds, id, hash, "COMPLETE").await;
+        assert_eq!(
+            events(&xml)[2..],
+            ["MMS Sent", "Delivery Confirmed", "Transaction Complete"].map(String::from)
+        );
+    }
+}

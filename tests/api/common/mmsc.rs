@@ -50,6 +50,9 @@ struct Inner {
     received: Vec<Submitted>,
     answers: VecDeque<Answer>,
     next_id: u64,
+    /// Report every accepted message at once: (moms base URL, carrier id,
+    /// MMStatus), resent until moms answers 1000, as MMSCs do.
+    auto_report: Option<(String, i64, String)>,
 }
 
 #[derive(Clone)]
@@ -98,6 +101,13 @@ impl Mmsc {
             inbound_password: IN_PASSWORD.into(),
             ..moms::mm7::Mm7Endpoint::default()
         }
+    }
+
+    /// From now on, reports every accepted message to moms right after
+    /// answering it.
+    pub fn auto_report(&self, moms_base: &str, carrier_id: i64, mm_status: &str) {
+        self.inner.lock().unwrap().auto_report =
+            Some((moms_base.to_string(), carrier_id, mm_status.to_string()));
     }
 
     /// Answers the next submissions with these, in order (then accepts).
@@ -286,6 +296,41 @@ async fn receive(
             "unavailable".to_string(),
         ),
     };
+    if let (Some((base, carrier, mm_status)), false) =
+        (inner.auto_report.clone(), message_id.is_empty())
+    {
+        let recipient = submit.recipient.value().to_string();
+        let message_id = message_id.clone();
+        tokio::spawn(async move {
+            let xml = |id: &str| {
+                envelope::delivery_report_envelope(
+                    &Version::default(),
+                    "auto",
+                    id,
+                    &Address::Number(recipient.clone()),
+                    &mm_status,
+                )
+            };
+            for _ in 0..200 {
+                let answer = reqwest::Client::new()
+                    .post(format!("{base}/mm7/{carrier}"))
+                    .basic_auth(IN_USER, Some(IN_PASSWORD))
+                    .header("content-type", "text/xml")
+                    .body(xml(&message_id))
+                    .send()
+                    .await;
+                if let Ok(answer) = answer
+                    && answer
+                        .text()
+                        .await
+                        .is_ok_and(|t| t.contains("<StatusCode>1000</StatusCode>"))
+                {
+                    return;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+    }
     inner.received.push(Submitted {
         headers,
         submit,
