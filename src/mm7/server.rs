@@ -4,7 +4,9 @@
 //! answered with its `…Rsp`, after HTTP Basic auth against the carrier's
 //! `[[mm7]]` `inbound_username` and `inbound_password`.
 //!
-//! A delivery report ends its transaction (see [`super::report_step`]). A
+//! A delivery report ends its transaction (see [`super::report_step`]); one
+//! that cannot be recorded yet (it overtook its submission's answer) is
+//! answered 3000 so that the MMSC sends it again, as MMSCs do. A
 //! message from a phone has each media part stored as media (recognised by
 //! its bytes, like an upload; other parts are left out) and goes through
 //! [`crate::inbound`] with their smart URLs as its `images`.
