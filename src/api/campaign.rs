@@ -37,13 +37,9 @@ pub async fn create(ctx: &Ctx) -> Outcome {
 pub async fn info(ctx: &Ctx) -> Outcome {
     let id = campaign_id(&ctx.params)?;
     let campaign = live(ctx, id).await?;
-    // Settings added after the documented ones follow them, in both formats.
-    let fallback = ctx.app.store.campaign_mms_fallback(id).await?;
-    let mut json = campaign_json(&campaign);
-    json["mms_fallback"] = Value::String(fallback.clone());
     Ok(Reply::success("campaign retrieved")
-        .xml(campaign_xml(&campaign).child(XmlNode::new("mms_fallback").cdata(fallback)))
-        .json("campaign", json)
+        .xml(campaign_xml(&campaign))
+        .json("campaign", campaign_json(&campaign))
         .into())
 }
 
@@ -71,8 +67,7 @@ pub async fn list(ctx: &Ctx) -> Outcome {
 /// those, with create's validation. Running servers drop the cached copy.
 pub async fn update(ctx: &Ctx) -> Outcome {
     let id = campaign_id(&ctx.params)?;
-    let mut settings = Settings::parse(&ctx.client, ctx.app.region, &ctx.params)?;
-    let fallback = settings.mms_fallback.take();
+    let settings = Settings::parse(&ctx.client, ctx.app.region, &ctx.params)?;
     let current = live(ctx, id).await?;
     let mut campaign = (*current).clone();
     settings.apply(&mut campaign);
@@ -83,12 +78,6 @@ pub async fn update(ctx: &Ctx) -> Outcome {
         .update_campaign(&campaign, shortcode.as_deref())
         .await?;
     written.map_err(|conflict| conflict_error(conflict, &campaign, shortcode.as_deref()))?;
-    if let Some(fallback) = fallback {
-        ctx.app
-            .store
-            .set_campaign_mms_fallback(id, fallback)
-            .await?;
-    }
     forget(ctx, id).await?;
     Ok(Reply::success("campaign updated").into())
 }
@@ -123,8 +112,7 @@ pub async fn create_from(
 ) -> Result<i64, ApiError> {
     // `name` is the first parameter: missing, it is the first problem.
     params.require("name", Code::InvalidName)?;
-    let mut settings = Settings::parse(client, region, params)?;
-    let fallback = settings.mms_fallback.take();
+    let settings = Settings::parse(client, region, params)?;
     let mut campaign = Campaign {
         id: 0,
         client_id: client.id,
@@ -138,6 +126,7 @@ pub async fn create_from(
         require_names: false,
         help_message: String::new(),
         stop_message: String::new(),
+        mms_fallback: "fail".into(),
         destroyed: false,
     };
     settings.apply(&mut campaign);
@@ -146,9 +135,6 @@ pub async fn create_from(
         .create_campaign_checked(&campaign, shortcode.as_deref())
         .await?
         .map_err(|conflict| conflict_error(conflict, &campaign, shortcode.as_deref()))?;
-    if let Some(fallback) = fallback {
-        store.set_campaign_mms_fallback(id, fallback).await?;
-    }
     Ok(id)
 }
 
@@ -253,6 +239,8 @@ fn campaign_xml(c: &Campaign) -> XmlNode {
         XmlNode::new("require_names").text(c.require_names),
         XmlNode::new("help_message").cdata(c.help_message.clone()),
         XmlNode::new("stop_message").cdata(c.stop_message.clone()),
+        // Settings added after the documented ones follow them.
+        XmlNode::new("mms_fallback").cdata(c.mms_fallback.clone()),
     ])
 }
 
@@ -269,6 +257,7 @@ fn campaign_json(c: &Campaign) -> Value {
         "require_names": js(c.require_names),
         "help_message": c.help_message,
         "stop_message": c.stop_message,
+        "mms_fallback": c.mms_fallback,
     })
 }
 
@@ -285,7 +274,6 @@ struct Settings {
     require_names: Option<bool>,
     help_message: Option<String>,
     stop_message: Option<String>,
-    /// Kept outside [`Campaign`]: see [`crate::store::campaign::MMS_FALLBACKS`].
     mms_fallback: Option<&'static str>,
 }
 
@@ -332,6 +320,7 @@ impl Settings {
         set(&mut c.require_names, self.require_names);
         set(&mut c.help_message, self.help_message);
         set(&mut c.stop_message, self.stop_message);
+        set(&mut c.mms_fallback, self.mms_fallback);
     }
 }
 

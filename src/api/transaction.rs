@@ -368,11 +368,7 @@ async fn mms_route(
         .await?
         .ok_or_else(|| ApiError::detail(Code::BadMedia, "the media is gone"))?;
     if !carrier.carries_mms() {
-        let fallback = app
-            .store
-            .campaign_mms_fallback(composed.campaign.id)
-            .await?;
-        if fallback != "sms" {
+        if composed.campaign.mms_fallback != "sms" {
             return Err(ApiError::detail(
                 Code::InvalidContent,
                 format!(

@@ -25,6 +25,9 @@ pub struct Campaign {
     pub require_names: bool,
     pub help_message: String,
     pub stop_message: String,
+    /// What an MMS for a carrier that cannot carry one becomes: `fail`
+    /// (607, the default) or `sms` (the text and the media's smart URL).
+    pub mms_fallback: String,
     pub destroyed: bool,
 }
 
@@ -42,6 +45,7 @@ pub(crate) fn campaign_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<C
         require_names: row.try_get::<i64, _>("require_names")? != 0,
         help_message: row.try_get("help_message")?,
         stop_message: row.try_get("stop_message")?,
+        mms_fallback: row.try_get("mms_fallback")?,
         destroyed: row.try_get::<Option<i64>, _>("destroyed_at")?.is_some(),
     })
 }
@@ -55,33 +59,6 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(campaign_from_row).transpose()
-    }
-}
-
-/// What a campaign does with an MMS for a carrier that cannot carry one
-/// (`campaigns.mms_fallback`): `sms` sends the text and the media's smart
-/// URL as an SMS; `fail` (the default) refuses it with 607.
-pub const MMS_FALLBACKS: &[&str] = &["fail", "sms"];
-
-impl Store {
-    /// The campaign's `mms_fallback` (`fail` when there is no such campaign).
-    pub async fn campaign_mms_fallback(&self, id: i64) -> sqlx::Result<String> {
-        let value: Option<String> =
-            sqlx::query_scalar("SELECT mms_fallback FROM campaigns WHERE id = $1")
-                .bind(id)
-                .fetch_optional(&self.pool)
-                .await?;
-        Ok(value.unwrap_or_else(|| "fail".into()))
-    }
-
-    /// Sets the campaign's `mms_fallback` (one of [`MMS_FALLBACKS`]).
-    pub async fn set_campaign_mms_fallback(&self, id: i64, value: &str) -> sqlx::Result<()> {
-        sqlx::query("UPDATE campaigns SET mms_fallback = $1 WHERE id = $2")
-            .bind(value)
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
     }
 }
 
@@ -129,9 +106,9 @@ impl Store {
         }
         let id: i64 = sqlx::query_scalar(
             "INSERT INTO campaigns (id, client_id, name, type, sender, keyword, callback_url, callback_format,
-             opt_in, require_names, help_message, stop_message, created_at)
+             opt_in, require_names, help_message, stop_message, mms_fallback, created_at)
              VALUES ((SELECT MAX(COALESCE(MAX(id) + 1, 20001), 20001) FROM campaigns),
-                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)
+                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
              RETURNING id",
         )
         .bind(c.client_id)
@@ -145,6 +122,7 @@ impl Store {
         .bind(c.require_names as i64)
         .bind(&c.help_message)
         .bind(&c.stop_message)
+        .bind(&c.mms_fallback)
         .bind(super::now())
         .fetch_one(&mut *tx)
         .await?;
@@ -169,8 +147,9 @@ impl Store {
         }
         sqlx::query(
             "UPDATE campaigns SET name = $1, type = $2, sender = $3, keyword = $4, callback_url = $5,
-             callback_format = $6, opt_in = $7, require_names = $8, help_message = $9, stop_message = $10
-             WHERE id = $11 AND destroyed_at IS NULL",
+             callback_format = $6, opt_in = $7, require_names = $8, help_message = $9, stop_message = $10,
+             mms_fallback = $11
+             WHERE id = $12 AND destroyed_at IS NULL",
         )
         .bind(&c.name)
         .bind(&c.kind)
@@ -182,6 +161,7 @@ impl Store {
         .bind(c.require_names as i64)
         .bind(&c.help_message)
         .bind(&c.stop_message)
+        .bind(&c.mms_fallback)
         .bind(c.id)
         .execute(&mut *tx)
         .await?;

@@ -1391,6 +1391,7 @@ async fn run_once_steps_the_worker_without_a_server() {
                 require_names: false,
                 help_message: String::new(),
                 stop_message: String::new(),
+                mms_fallback: "fail".into(),
                 destroyed: false,
             },
             None,

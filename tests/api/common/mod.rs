@@ -314,6 +314,7 @@ pub fn campaign_settings(creds: &Creds, name: &str) -> moms::store::campaign::Ca
         require_names: false,
         help_message: String::new(),
         stop_message: String::new(),
+        mms_fallback: "fail".into(),
         destroyed: false,
     }
 }
