@@ -3,7 +3,10 @@
 //! - `loadgen http`: an HTTP/1.1 keep-alive client that sends an exact number
 //!   of requests (or for a duration) over C connections and prints the rate
 //!   and latency percentiles as one JSON line. `{seq}` in the URL or body is
-//!   replaced by a 6-digit counter, so every send can go to another number.
+//!   replaced by a 6-digit counter, so every send can go to another number,
+//!   and `{num}` by a number spread over BASE..BASE+SPAN (`--num`), for
+//!   lookups of stored rows. With `-r RATE` it sends at that total rate
+//!   (open loop: latency counts from when a request was due, not sent).
 //! - `loadgen sink`: an HTTP server that answers 200 to everything and counts
 //!   what it got (callbacks); `GET /count` answers `<count> <ms of the last>`.
 //! - `loadgen smpp`: a bare SMPP client (bind, submit_sm with a window,
@@ -31,8 +34,10 @@ use tokio_util::codec::Framed;
 fn usage() -> ! {
     eprintln!(
         "usage:
-  loadgen http URL [--body FORM] [-c CONNECTIONS] [-n REQUESTS | -d SECONDS] [--expect TEXT]
+  loadgen http URL [--body FORM] [-c CONNECTIONS] [-n REQUESTS | -d SECONDS] [-r RATE]
+               [--expect TEXT] [--num BASE:SPAN]
   loadgen sink PORT
+  loadgen port
   loadgen smpp HOST:PORT [-n MESSAGES] [-w WINDOW] [--receipts]"
     );
     std::process::exit(2)
@@ -48,6 +53,11 @@ fn main() {
         Some("http") => runtime.block_on(http(&args[1..])),
         Some("sink") => runtime.block_on(sink(&args[1..])),
         Some("smpp") => runtime.block_on(smpp(&args[1..])),
+        Some("port") => {
+            // A free port for a server the benchmark starts next.
+            let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("a free port");
+            println!("{}", listener.local_addr().expect("bound").port());
+        }
         _ => usage(),
     }
 }
@@ -80,15 +90,18 @@ struct Target {
     path: String,
     body: Option<String>,
     expect: Option<String>,
+    num: (u64, u64),
 }
 
 impl Target {
     fn request(&self, seq: u64) -> Vec<u8> {
+        // A large prime stride visits BASE..BASE+SPAN in a scattered order.
+        let num = (self.num.0 + seq.wrapping_mul(2_654_435_761) % self.num.1.max(1)).to_string();
         let seq = format!("{:06}", seq % 1_000_000);
-        let path = self.path.replace("{seq}", &seq);
+        let path = self.path.replace("{seq}", &seq).replace("{num}", &num);
         match &self.body {
             Some(body) => {
-                let body = body.replace("{seq}", &seq);
+                let body = body.replace("{seq}", &seq).replace("{num}", &num);
                 format!(
                     "POST {path} HTTP/1.1\r\nHost: {}\r\nContent-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\r\n{body}",
                     self.host,
@@ -129,10 +142,17 @@ async fn http(args: &[String]) {
         path,
         body: option(args, "--body").map(str::to_string),
         expect: option(args, "--expect").map(str::to_string),
+        num: option(args, "--num")
+            .and_then(|n| n.split_once(':'))
+            .and_then(|(b, s)| Some((b.parse().ok()?, s.parse().ok()?)))
+            .unwrap_or((0, 1)),
     });
     let connections: usize = number(args, "-c", 1);
     let requests: u64 = number(args, "-n", 0);
     let seconds: f64 = number(args, "-d", 0.0);
+    let rate: f64 = number(args, "-r", 0.0);
+    // Each connection sends every `interval`, offset so they do not bunch up.
+    let interval = (rate > 0.0).then(|| Duration::from_secs_f64(connections as f64 / rate));
     if requests == 0 && seconds <= 0.0 {
         usage();
     }
@@ -140,10 +160,14 @@ async fn http(args: &[String]) {
     let started = Instant::now();
     let deadline = (seconds > 0.0).then(|| started + Duration::from_secs_f64(seconds));
     let mut tasks = Vec::new();
-    for _ in 0..connections {
+    for index in 0..connections {
         let (target, issued) = (target.clone(), issued.clone());
+        let pace = interval.map(|every| Pace {
+            every,
+            next: started + every.mul_f64(index as f64 / connections as f64),
+        });
         tasks.push(tokio::spawn(async move {
-            connection(&target, &issued, requests, deadline).await
+            connection(&target, &issued, requests, deadline, pace).await
         }));
     }
     let mut tally = Tally::default();
@@ -176,12 +200,19 @@ async fn http(args: &[String]) {
     }
 }
 
+/// When a paced connection sends its next request.
+struct Pace {
+    every: Duration,
+    next: Instant,
+}
+
 /// One keep-alive connection sending requests one after another.
 async fn connection(
     target: &Target,
     issued: &AtomicU64,
     requests: u64,
     deadline: Option<Instant>,
+    mut pace: Option<Pace>,
 ) -> Tally {
     let mut tally = Tally::default();
     let mut stream: Option<TcpStream> = None;
@@ -195,7 +226,15 @@ async fn connection(
             break;
         }
         let request = target.request(seq);
-        let sent = Instant::now();
+        let sent = match pace.as_mut() {
+            Some(pace) => {
+                let due = pace.next;
+                pace.next += pace.every;
+                tokio::time::sleep_until(due.into()).await;
+                due
+            }
+            None => Instant::now(),
+        };
         if stream.is_none() {
             match TcpStream::connect(target.addr).await {
                 Ok(s) => {
