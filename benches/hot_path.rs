@@ -32,7 +32,8 @@ const SEND_FORM: &[u8] = b"client_id=1001&token=5ef8692fea36f3e0954c964917d1f60a
 
 const GSM_TEXT: &str = "Your order 8812 has shipped and will arrive on Tuesday between 9 and 5. \
 Track it at example.com/t/8812 or reply HELP for help, STOP to end. Thanks for shopping with us!";
-const UCS2_TEXT: &str = "Ihre Bestellung ist unterwegs 🚚 — wir melden uns, sobald sie da ist. Danke! 😊";
+const UCS2_TEXT: &str =
+    "Ihre Bestellung ist unterwegs 🚚 — wir melden uns, sobald sie da ist. Danke! 😊";
 const LONG_GSM: &str = "€ [long] message that needs several segments; ";
 
 #[divan::bench]
@@ -140,4 +141,3 @@ fn carrier_resolve(bencher: Bencher, carriers: i64) {
     let number = PhoneNumber::parse("4155550123", region).expect("valid");
     bencher.bench(|| table.resolve(black_box(&number)));
 }
-
