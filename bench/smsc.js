@@ -6,7 +6,8 @@
 // of messages a second the printing would be what is measured.
 //
 // Usage: NODE_PATH=tests/interop/node_modules node bench/smsc.js [port]
-// stdout: "LISTENING <port>"; on SIGUSR2 or stdin "COUNT": "COUNT <submits> <receipts>".
+// stdout: "LISTENING <port>"; on SIGUSR2 or stdin "COUNT":
+// "COUNT <submits> <receipts sent> <unix ms of the last submit> <… of the last receipt>".
 'use strict';
 const smpp = require('smpp');
 const readline = require('readline');
@@ -14,6 +15,8 @@ const readline = require('readline');
 let nextId = 0x10000;
 let submits = 0;
 let receipts = 0;
+let lastSubmit = 0;
+let lastReceipt = 0;
 
 function stamp(date) {
   const p = (n) => String(n).padStart(2, '0');
@@ -33,10 +36,12 @@ const server = smpp.createServer((session) => {
   session.on('submit_sm', (pdu) => {
     const id = (nextId++).toString(16).toUpperCase();
     submits++;
+    lastSubmit = Date.now();
     session.send(pdu.response({ message_id: id }));
     if ((pdu.registered_delivery & 0x03) === 0) return;
     const now = stamp(new Date());
     receipts++;
+    lastReceipt = Date.now();
     session.deliver_sm({
       source_addr: pdu.destination_addr,
       destination_addr: pdu.source_addr,
@@ -53,7 +58,7 @@ server.listen(Number(process.argv[2] || 0), '127.0.0.1', () => {
   console.log(`LISTENING ${server.address().port}`);
 });
 
-const count = () => console.log(`COUNT ${submits} ${receipts}`);
+const count = () => console.log(`COUNT ${submits} ${receipts} ${lastSubmit} ${lastReceipt}`);
 process.on('SIGUSR2', count);
 readline.createInterface({ input: process.stdin }).on('line', (line) => {
   if (line.trim() === 'COUNT') count();
