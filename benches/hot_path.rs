@@ -65,9 +65,17 @@ fn phone_parse(bencher: Bencher, input: &str) {
     bencher.bench(|| PhoneNumber::parse(black_box(input), region));
 }
 
-#[divan::bench(args = [GSM_TEXT, UCS2_TEXT])]
-fn body_measure(text: &str) -> MessageBody {
-    MessageBody::measure(black_box(text))
+/// The texts by a short name, so the report stays readable.
+fn text(name: &str) -> &'static str {
+    match name {
+        "gsm7" => GSM_TEXT,
+        _ => UCS2_TEXT,
+    }
+}
+
+#[divan::bench(args = ["gsm7", "ucs2"])]
+fn body_measure(name: &str) -> MessageBody {
+    MessageBody::measure(black_box(text(name)))
 }
 
 #[divan::bench]
@@ -76,9 +84,9 @@ fn gsm7_segment_long(bencher: Bencher) {
     bencher.bench(|| encoding::encode(black_box(&text), 7));
 }
 
-#[divan::bench(args = [GSM_TEXT, UCS2_TEXT])]
-fn smpp_encode_segments(text: &str) -> encoding::Encoded {
-    encoding::encode(black_box(text), 7)
+#[divan::bench(args = ["gsm7", "ucs2"])]
+fn smpp_encode_segments(name: &str) -> encoding::Encoded {
+    encoding::encode(black_box(text(name)), 7)
 }
 
 fn submit_sm() -> Command {

@@ -151,6 +151,13 @@ impl Store {
         };
         store.migrate().await?;
         store.thread = open_thread(&store.writer).map(std::sync::Arc::new);
+        if store.thread.is_some() {
+            // The thread's checkpointer folds the log back now: commits on the
+            // writer no longer stop to do it (see sqlite_thread).
+            sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                .execute(&store.writer)
+                .await?;
+        }
         Ok(store)
     }
 

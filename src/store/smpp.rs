@@ -236,17 +236,23 @@ impl Store {
     }
 }
 
-/// The segment an id names, trying each reading in order.
+/// The segment an id names, trying each reading in order. Only the id as
+/// written may name a segment that already has its receipt (a repeated
+/// receipt): another reading of it would otherwise take an old, finished
+/// segment whose id happens to be that reading, when the receipt comes
+/// before its own segment's id is recorded (it then waits as pending).
 async fn find_segment(
     tx: &mut SqliteConnection,
     candidates: &[String],
 ) -> sqlx::Result<Option<(i64, i64)>> {
-    for candidate in candidates {
+    for (index, candidate) in candidates.iter().enumerate() {
         let found: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT transaction_id, segment FROM smpp_segments WHERE message_id = $1
+            "SELECT transaction_id, segment FROM smpp_segments
+             WHERE message_id = $1 AND ($2 OR delivered IS NULL)
              ORDER BY accepted_ms DESC LIMIT 1",
         )
         .bind(candidate)
+        .bind(index == 0)
         .fetch_optional(&mut *tx)
         .await?;
         if found.is_some() {
@@ -441,17 +447,22 @@ mod on_thread {
         Ok(touched)
     }
 
+    /// As [`super::find_segment`]: only the id as written may name a
+    /// segment that already has its receipt.
     fn find_segment(
         tx: &Transaction<'_>,
         candidates: &[String],
     ) -> rusqlite::Result<Option<(i64, i64)>> {
         let mut select = tx.prepare_cached(
-            "SELECT transaction_id, segment FROM smpp_segments WHERE message_id = ?1
+            "SELECT transaction_id, segment FROM smpp_segments
+             WHERE message_id = ?1 AND (?2 OR delivered IS NULL)
              ORDER BY accepted_ms DESC LIMIT 1",
         )?;
-        for candidate in candidates {
+        for (index, candidate) in candidates.iter().enumerate() {
             let found = select
-                .query_row(params![candidate], |r| Ok((r.get(0)?, r.get(1)?)))
+                .query_row(params![candidate, index == 0], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
                 .optional()?;
             if found.is_some() {
                 return Ok(found);
@@ -499,5 +510,73 @@ mod on_thread {
         tx.prepare_cached("DELETE FROM smpp_pending_receipts WHERE receipt_key = ?1")?
             .execute(params![key])?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::smpp::receipt::candidates;
+
+    async fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::load(None).expect("defaults");
+        config.data_dir = dir.path().to_path_buf();
+        let store = Store::open(&config).await.expect("store");
+        (dir, store)
+    }
+
+    fn accepted(transaction_id: i64, id: &str) -> AcceptedSegment {
+        AcceptedSegment {
+            transaction_id,
+            segment: 1,
+            total: 1,
+            message_id: id.into(),
+        }
+    }
+
+    fn delivered(id: &str) -> ReceiptRow {
+        ReceiptRow {
+            key: id.into(),
+            candidates: candidates(id),
+            stat: "DELIVRD".into(),
+            delivered: true,
+            err: "000".into(),
+        }
+    }
+
+    async fn receipt_of(store: &Store, transaction_id: i64) -> String {
+        sqlx::query_scalar("SELECT receipt FROM smpp_segments WHERE transaction_id = $1")
+            .bind(transaction_id)
+            .fetch_one(&store.pool)
+            .await
+            .expect("segment")
+    }
+
+    #[tokio::test]
+    async fn an_early_receipt_waits_for_its_own_id_rather_than_another_reading_of_it() {
+        let (_dir, store) = open().await;
+        // An old message whose id is the hex reading of the decimal "129187".
+        store
+            .smpp_record(&[accepted(1, "1f8a3")], &[delivered("1F8A3")])
+            .await
+            .expect("old message");
+        assert_eq!(receipt_of(&store, 1).await, "DELIVRD");
+        // The receipt of a new message comes before its id is recorded.
+        let touched = store
+            .smpp_record(&[], &[delivered("129187")])
+            .await
+            .expect("early receipt");
+        assert!(touched.is_empty(), "{touched:?}");
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 1);
+        // Its id arrives: the kept receipt is applied to it.
+        let touched = store
+            .smpp_record(&[accepted(2, "129187")], &[])
+            .await
+            .expect("new message");
+        assert!(touched.contains(&2));
+        assert_eq!(receipt_of(&store, 2).await, "DELIVRD");
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 0);
     }
 }

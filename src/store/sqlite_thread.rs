@@ -12,6 +12,12 @@
 //! Writers must still take turns: callers that write hold the store's sqlx
 //! writer connection meanwhile ([`super::Store::write_on_thread`]), so the
 //! two never wait in SQLite's busy handler for each other.
+//!
+//! Checkpoints (copying the write-ahead log back into the database file,
+//! with an fsync) run on a second thread of their own, every
+//! [`CHECKPOINT_EVERY`], instead of inside whichever commit crosses
+//! SQLite's threshold: a checkpoint does not block writers, but a commit
+//! that runs one waits for its fsync, and every send behind it too.
 
 use std::collections::HashMap;
 use std::path::Path;
@@ -25,9 +31,14 @@ use super::{now, now_ms};
 
 type Work = Box<dyn FnOnce(&mut Connection) + Send>;
 
-/// The handle of the thread; the thread ends when the last clone is dropped.
+/// How often the checkpoint thread folds the log back into the database.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// The handle of the threads; they end when it is dropped.
 pub struct SqliteThread {
     work: mpsc::Sender<Work>,
+    /// Dropped with the handle: tells the checkpoint thread to stop.
+    _checkpoints: mpsc::Sender<()>,
 }
 
 impl SqliteThread {
@@ -39,7 +50,9 @@ impl SqliteThread {
         connection.pragma_update(None, "journal_mode", "wal")?;
         connection.pragma_update(None, "synchronous", "normal")?;
         connection.pragma_update(None, "cache_size", -65536)?;
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         connection.set_prepared_statement_cache_capacity(64);
+        let checkpoints = start_checkpoints(database)?;
         let (work, queue) = mpsc::channel::<Work>();
         std::thread::Builder::new()
             .name("moms-sqlite".into())
@@ -49,7 +62,10 @@ impl SqliteThread {
                     work(&mut connection);
                 }
             })?;
-        Ok(SqliteThread { work })
+        Ok(SqliteThread {
+            work,
+            _checkpoints: checkpoints,
+        })
     }
 
     /// Runs `f` on the thread and returns what it returns.
@@ -67,6 +83,28 @@ impl SqliteThread {
             .await
             .map_err(|_| "the SQLite thread has stopped".to_string())
     }
+}
+
+/// Starts the checkpoint thread; it stops when the returned sender is dropped.
+fn start_checkpoints(database: &Path) -> anyhow::Result<mpsc::Sender<()>> {
+    let connection = Connection::open(database)?;
+    connection.busy_timeout(Duration::from_secs(1))?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("moms-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                // PASSIVE: copies what it can without waiting for readers or
+                // blocking writers; what is left goes at the next turn.
+                if let Err(error) =
+                    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(%error, "checkpoint failed");
+                }
+            }
+        })?;
+    Ok(stop)
 }
 
 const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, hash, client_id, campaign_id, sender,
