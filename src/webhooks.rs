@@ -17,6 +17,10 @@ use crate::app::App;
 use crate::store::webhook::DueWebhook;
 use crate::store::{now, now_ms};
 
+/// A claimed callback's id, its attempts so far, and how its post went
+/// (`None`: not tried, an earlier one to its URL failed).
+type Outcome = (i64, i64, Option<Result<(), String>>);
+
 /// Callbacks posted at once; a slow receiver holds only its own slot.
 const CONCURRENCY: usize = 16;
 
@@ -60,26 +64,25 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
         });
         queues[at].push(hook);
     }
-    let outcomes: Vec<Vec<(i64, i64, Option<Result<(), String>>)>> =
-        futures_util::stream::iter(queues)
-            .map(|queue| async move {
-                let mut outcomes = Vec::with_capacity(queue.len());
-                let mut failed = false;
-                for hook in queue {
-                    if failed {
-                        // Not tried: an earlier one to this URL failed.
-                        outcomes.push((hook.id, hook.attempts, None));
-                        continue;
-                    }
-                    let result = post(app, &hook, timeout).await;
-                    failed = result.is_err();
-                    outcomes.push((hook.id, hook.attempts + 1, Some(result)));
+    let outcomes: Vec<Vec<Outcome>> = futures_util::stream::iter(queues)
+        .map(|queue| async move {
+            let mut outcomes = Vec::with_capacity(queue.len());
+            let mut failed = false;
+            for hook in queue {
+                if failed {
+                    // Not tried: an earlier one to this URL failed.
+                    outcomes.push((hook.id, hook.attempts, None));
+                    continue;
                 }
-                outcomes
-            })
-            .buffer_unordered(CONCURRENCY)
-            .collect()
-            .await;
+                let result = post(app, &hook, timeout).await;
+                failed = result.is_err();
+                outcomes.push((hook.id, hook.attempts + 1, Some(result)));
+            }
+            outcomes
+        })
+        .buffer_unordered(CONCURRENCY)
+        .collect()
+        .await;
     let (mut delivered, mut released) = (Vec::new(), Vec::new());
     for (id, attempts, result) in outcomes.into_iter().flatten() {
         match result {
