@@ -3,6 +3,7 @@
 //! and jitter, kept across restarts. Delivery never waits for them: other
 //! code only queues a row (`store::webhook::enqueue_webhook`) and wakes us.
 
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,6 +16,10 @@ use tokio::sync::watch;
 use crate::app::App;
 use crate::store::webhook::DueWebhook;
 use crate::store::{now, now_ms};
+
+/// A claimed callback's id, its attempts so far, and how its post went
+/// (`None`: not tried, an earlier one to its URL failed).
+type Outcome = (i64, i64, Option<Result<(), String>>);
 
 /// Callbacks posted at once; a slow receiver holds only its own slot.
 const CONCURRENCY: usize = 16;
@@ -47,18 +52,43 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
         .claim_webhooks(app.config.callbacks.max_attempts, lease_ms, 100)
         .await?;
     let count = due.len();
-    let results: Vec<(i64, i64, Result<(), String>)> = futures_util::stream::iter(due)
-        .map(|hook| async move {
-            let result = post(app, &hook, timeout).await;
-            (hook.id, hook.attempts + 1, result)
+    // One queue per URL, in id order: posted one after another, so a
+    // receiver sees its callbacks in the order they were queued; URLs go
+    // side by side.
+    let mut queues: Vec<Vec<DueWebhook>> = Vec::new();
+    let mut index: HashMap<String, usize> = HashMap::new();
+    for hook in due {
+        let at = *index.entry(hook.url.clone()).or_insert_with(|| {
+            queues.push(Vec::new());
+            queues.len() - 1
+        });
+        queues[at].push(hook);
+    }
+    let outcomes: Vec<Vec<Outcome>> = futures_util::stream::iter(queues)
+        .map(|queue| async move {
+            let mut outcomes = Vec::with_capacity(queue.len());
+            let mut failed = false;
+            for hook in queue {
+                if failed {
+                    // Not tried: an earlier one to this URL failed.
+                    outcomes.push((hook.id, hook.attempts, None));
+                    continue;
+                }
+                let result = post(app, &hook, timeout).await;
+                failed = result.is_err();
+                outcomes.push((hook.id, hook.attempts + 1, Some(result)));
+            }
+            outcomes
         })
         .buffer_unordered(CONCURRENCY)
         .collect()
         .await;
-    for (id, attempts, result) in results {
+    let (mut delivered, mut released) = (Vec::new(), Vec::new());
+    for (id, attempts, result) in outcomes.into_iter().flatten() {
         match result {
-            Ok(()) => app.store.webhook_delivered(id).await?,
-            Err(error) => {
+            Some(Ok(())) => delivered.push(id),
+            None => released.push(id),
+            Some(Err(error)) => {
                 let give_up = attempts >= app.config.callbacks.max_attempts;
                 if give_up {
                     tracing::warn!(id, %error, attempts, "callback given up");
@@ -71,6 +101,8 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
             }
         }
     }
+    app.store.webhooks_delivered(&delivered).await?;
+    app.store.webhooks_released(&released).await?;
     Ok(count)
 }
 

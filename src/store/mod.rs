@@ -22,6 +22,7 @@ pub mod privacy;
 pub mod promo;
 pub mod sends;
 pub mod smpp;
+pub mod sqlite_thread;
 pub mod transaction;
 pub mod user;
 pub mod webhook;
@@ -93,6 +94,8 @@ pub struct Store {
     pub writer: SqlitePool,
     /// The send path's opt-status reads, gathered into one query each.
     opt_reads: opt_reads::OptReads,
+    /// The hot paths' own connection (a SQLite file only).
+    thread: Option<std::sync::Arc<sqlite_thread::SqliteThread>>,
     #[cfg(feature = "fault-injection")]
     pub faults: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -144,14 +147,23 @@ impl Store {
             .connect_with(options)
             .await
             .with_context(opening)?;
-        let store = Store {
+        let mut store = Store {
             opt_reads: opt_reads::OptReads::start(pool.clone()),
             pool,
             writer,
+            thread: None,
             #[cfg(feature = "fault-injection")]
             faults: Default::default(),
         };
         store.migrate().await?;
+        store.thread = open_thread(&store.writer).map(std::sync::Arc::new);
+        if store.thread.is_some() {
+            // The thread's checkpointer folds the log back now: commits on the
+            // writer no longer stop to do it (see sqlite_thread).
+            sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                .execute(&store.writer)
+                .await?;
+        }
         Ok(store)
     }
 
@@ -244,6 +256,36 @@ impl Store {
         .await
     }
 
+    /// Whether the hot paths have their own SQLite thread.
+    pub(crate) fn has_thread(&self) -> bool {
+        self.thread.is_some()
+    }
+
+    /// Runs `f` on the hot paths' SQLite thread, holding the writer
+    /// connection meanwhile so no other writer of this process runs; `None`
+    /// when the store has no such thread (then use sqlx).
+    pub(crate) async fn write_on_thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> R + Send + 'static,
+    ) -> Option<Result<R, String>> {
+        let thread = self.thread.as_ref()?;
+        let turn = match self.writer.acquire().await {
+            Ok(turn) => turn,
+            Err(error) => return Some(Err(error.to_string())),
+        };
+        let result = thread.run(f).await;
+        drop(turn);
+        Some(result)
+    }
+
+    /// Runs a read on the hot paths' SQLite thread; `None` without one.
+    pub(crate) async fn read_on_thread<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> R + Send + 'static,
+    ) -> Option<Result<R, String>> {
+        Some(self.thread.as_ref()?.run(f).await)
+    }
+
     /// In test builds, a switch that makes store calls of the API fail, so
     /// code 500 can be provoked.
     pub fn check_faults(&self) -> sqlx::Result<()> {
@@ -252,6 +294,23 @@ impl Store {
             return Err(sqlx::Error::Protocol("injected fault".into()));
         }
         Ok(())
+    }
+}
+
+/// The hot paths' thread for a SQLite file; `None` (sqlx only) for an
+/// in-memory database or when it cannot be opened.
+fn open_thread(writer: &SqlitePool) -> Option<sqlite_thread::SqliteThread> {
+    let options = writer.connect_options();
+    let path = options.get_filename();
+    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+        return None;
+    }
+    match sqlite_thread::SqliteThread::open(path) {
+        Ok(thread) => Some(thread),
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the database on a thread of its own; using the pool only");
+            None
+        }
     }
 }
 

@@ -4,7 +4,9 @@
 //! events and its delivery row, committed together, so an answer of code 1
 //! means the message survives a crash. Concurrent sends are gathered by one
 //! writer task and committed as multi-row inserts in one transaction, which
-//! is what lets SQLite take tens of thousands of sends a second.
+//! is what lets SQLite take tens of thousands of sends a second. With a
+//! SQLite file the commits run on the store's own thread
+//! ([`super::sqlite_thread`]); this module's sqlx path serves the rest.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +15,7 @@ use rand::Rng;
 use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
 use tokio::sync::{Notify, mpsc, oneshot};
 
+use super::sqlite_thread::commit_sends;
 use super::{Store, now, now_ms};
 
 /// The most messages one commit takes.
@@ -70,7 +73,7 @@ pub enum Rejected {
     Store(String),
 }
 
-type Job = (NewTransaction, oneshot::Sender<Result<Accepted, Rejected>>);
+pub(super) type Job = (NewTransaction, oneshot::Sender<Result<Accepted, Rejected>>);
 
 /// Hands sends to the writer task and waits for their commit.
 #[derive(Clone)]
@@ -130,12 +133,12 @@ async fn writer(
             }
         }
         let first = next_id.expect("set above");
-        let mut result = store.insert_sends(&mut batch, first).await;
+        let mut result = commit(&store, &mut batch, first).await;
         if result.is_err() {
             // Another process (an admin command, an inbound reply) may have taken
             // ids we meant to use: read the highest again and retry once.
             if let Ok(max) = store.max_transaction_id().await {
-                result = store.insert_sends(&mut batch, max.max(FIRST_ID) + 1).await;
+                result = commit(&store, &mut batch, max.max(FIRST_ID) + 1).await;
             }
         }
         match result {
@@ -151,6 +154,35 @@ async fn writer(
         }
         batch.clear();
         idle.notify_waiters();
+    }
+}
+
+/// Commits a batch on the store's SQLite thread, or through sqlx without one.
+async fn commit(store: &Store, batch: &mut Vec<Job>, first_id: i64) -> Result<i64, String> {
+    store.check_faults().map_err(|e| e.to_string())?;
+    if !store.has_thread() {
+        return store
+            .insert_sends(batch, first_id)
+            .await
+            .map_err(|e| e.to_string());
+    }
+    // Jobs the thread never gives back (it stopped) are dropped with their
+    // answer channels: their senders see the writer gone.
+    let jobs = std::mem::take(batch);
+    let on_thread = store
+        .write_on_thread(move |connection| {
+            let mut jobs = jobs;
+            let result = commit_sends(connection, &mut jobs, first_id);
+            (jobs, result.map_err(|e| e.to_string()))
+        })
+        .await;
+    match on_thread {
+        Some(Ok((jobs, result))) => {
+            *batch = jobs;
+            result
+        }
+        Some(Err(error)) => Err(error),
+        None => Err("the store has no SQLite thread".into()),
     }
 }
 
@@ -172,7 +204,7 @@ pub fn random_hash() -> String {
 /// The two events written at acceptance (spec section 7): history never
 /// holds a single event. An SMS with media is an MMS that its carrier
 /// cannot carry, sent as text and a link: that is said too.
-fn first_events(t: &NewTransaction) -> impl Iterator<Item = &'static str> {
+pub(super) fn first_events(t: &NewTransaction) -> impl Iterator<Item = &'static str> {
     let first = if t.held {
         ["Transaction Created", "Opt-in Requested"]
     } else {

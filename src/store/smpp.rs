@@ -52,6 +52,13 @@ pub struct SegmentState {
 impl Store {
     /// The message of a transaction still queued for delivery.
     pub async fn smpp_message(&self, transaction_id: i64) -> sqlx::Result<Option<SmppMessage>> {
+        // One hand-over to the store's SQLite thread instead of two queries.
+        if let Some(result) = self
+            .read_on_thread(move |c| on_thread::message(c, transaction_id))
+            .await
+        {
+            return flatten(result);
+        }
         let row = sqlx::query(
             "SELECT t.sender, t.recipient, COALESCE(t.body, '') AS body FROM transactions t
              JOIN deliveries d ON d.transaction_id = t.id WHERE t.id = $1",
@@ -86,6 +93,15 @@ impl Store {
         receipts: &[ReceiptRow],
     ) -> sqlx::Result<BTreeSet<i64>> {
         let now = now_ms();
+        if self.has_thread() {
+            let (accepted, receipts) = (accepted.to_vec(), receipts.to_vec());
+            let result = self
+                .write_on_thread(move |c| on_thread::record(c, &accepted, &receipts, now))
+                .await;
+            if let Some(result) = result {
+                return flatten(result);
+            }
+        }
         let mut touched = BTreeSet::new();
         let mut tx = self.writer.begin().await?;
         for segment in accepted {
@@ -220,17 +236,23 @@ impl Store {
     }
 }
 
-/// The segment an id names, trying each reading in order.
+/// The segment an id names, trying each reading in order. Only the id as
+/// written may name a segment that already has its receipt (a repeated
+/// receipt): another reading of it would otherwise take an old, finished
+/// segment whose id happens to be that reading, when the receipt comes
+/// before its own segment's id is recorded (it then waits as pending).
 async fn find_segment(
     tx: &mut SqliteConnection,
     candidates: &[String],
 ) -> sqlx::Result<Option<(i64, i64)>> {
-    for candidate in candidates {
+    for (index, candidate) in candidates.iter().enumerate() {
         let found: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT transaction_id, segment FROM smpp_segments WHERE message_id = $1
+            "SELECT transaction_id, segment FROM smpp_segments
+             WHERE message_id = $1 AND ($2 OR delivered IS NULL)
              ORDER BY accepted_ms DESC LIMIT 1",
         )
         .bind(candidate)
+        .bind(index == 0)
         .fetch_optional(&mut *tx)
         .await?;
         if found.is_some() {
@@ -308,4 +330,253 @@ async fn apply_pending(tx: &mut SqliteConnection, segment: &AcceptedSegment) -> 
         .execute(&mut *tx)
         .await?;
     Ok(())
+}
+
+/// A result from the store's SQLite thread as sqlx's.
+fn flatten<T>(result: Result<rusqlite::Result<T>, String>) -> sqlx::Result<T> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(sqlx::Error::Protocol(error.to_string())),
+        Err(error) => Err(sqlx::Error::Protocol(error)),
+    }
+}
+
+/// The same reads and writes as above, on the store's SQLite thread
+/// ([`super::sqlite_thread`]): every statement prepared once, the whole
+/// batch one hand-over.
+mod on_thread {
+    use std::collections::BTreeSet;
+
+    use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
+
+    use super::{AcceptedSegment, ReceiptRow, SmppMessage};
+
+    pub fn message(
+        c: &mut Connection,
+        transaction_id: i64,
+    ) -> rusqlite::Result<Option<SmppMessage>> {
+        let row = c
+            .prepare_cached(
+                "SELECT t.sender, t.recipient, COALESCE(t.body, '') FROM transactions t
+                 JOIN deliveries d ON d.transaction_id = t.id WHERE t.id = ?1",
+            )?
+            .query_row(params![transaction_id], |r| {
+                Ok((
+                    r.get::<_, String>(0)?,
+                    r.get::<_, String>(1)?,
+                    r.get::<_, String>(2)?,
+                ))
+            })
+            .optional()?;
+        let Some((sender, recipient, body)) = row else {
+            return Ok(None);
+        };
+        let accepted = c
+            .prepare_cached(
+                "SELECT segment FROM smpp_segments
+                 WHERE transaction_id = ?1 AND message_id IS NOT NULL ORDER BY segment",
+            )?
+            .query_map(params![transaction_id], |r| r.get(0))?
+            .collect::<rusqlite::Result<Vec<i64>>>()?;
+        Ok(Some(SmppMessage {
+            sender,
+            recipient,
+            body,
+            accepted,
+        }))
+    }
+
+    pub fn record(
+        c: &mut Connection,
+        accepted: &[AcceptedSegment],
+        receipts: &[ReceiptRow],
+        now: i64,
+    ) -> rusqlite::Result<BTreeSet<i64>> {
+        let mut touched = BTreeSet::new();
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        for segment in accepted {
+            tx.prepare_cached(
+                "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, accepted_ms)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (transaction_id, segment)
+                 DO UPDATE SET message_id = excluded.message_id, total = excluded.total,
+                               accepted_ms = excluded.accepted_ms",
+            )?
+            .execute(params![
+                segment.transaction_id,
+                segment.segment,
+                segment.total,
+                segment.message_id,
+                now
+            ])?;
+            touched.insert(segment.transaction_id);
+            apply_pending(&tx, segment)?;
+        }
+        for receipt in receipts {
+            match find_segment(&tx, &receipt.candidates)? {
+                Some((transaction_id, segment)) => {
+                    set_receipt(
+                        &tx,
+                        transaction_id,
+                        segment,
+                        &receipt.stat,
+                        receipt.delivered,
+                    )?;
+                    touched.insert(transaction_id);
+                }
+                None => {
+                    for candidate in &receipt.candidates {
+                        tx.prepare_cached(
+                            "INSERT INTO smpp_pending_receipts
+                             (candidate, receipt_key, stat, delivered, err, received_ms)
+                             VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                        )?
+                        .execute(params![
+                            candidate,
+                            receipt.key,
+                            receipt.stat,
+                            i64::from(receipt.delivered),
+                            receipt.err,
+                            now
+                        ])?;
+                    }
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(touched)
+    }
+
+    /// As [`super::find_segment`]: only the id as written may name a
+    /// segment that already has its receipt.
+    fn find_segment(
+        tx: &Transaction<'_>,
+        candidates: &[String],
+    ) -> rusqlite::Result<Option<(i64, i64)>> {
+        let mut select = tx.prepare_cached(
+            "SELECT transaction_id, segment FROM smpp_segments
+             WHERE message_id = ?1 AND (?2 OR delivered IS NULL)
+             ORDER BY accepted_ms DESC LIMIT 1",
+        )?;
+        for (index, candidate) in candidates.iter().enumerate() {
+            let found = select
+                .query_row(params![candidate, index == 0], |r| {
+                    Ok((r.get(0)?, r.get(1)?))
+                })
+                .optional()?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    fn set_receipt(
+        tx: &Transaction<'_>,
+        transaction_id: i64,
+        segment: i64,
+        stat: &str,
+        delivered: bool,
+    ) -> rusqlite::Result<()> {
+        tx.prepare_cached(
+            "UPDATE smpp_segments SET receipt = ?1, delivered = ?2
+             WHERE transaction_id = ?3 AND segment = ?4",
+        )?
+        .execute(params![stat, i64::from(delivered), transaction_id, segment])?;
+        Ok(())
+    }
+
+    /// Applies a receipt that came before this segment's id was recorded.
+    fn apply_pending(tx: &Transaction<'_>, segment: &AcceptedSegment) -> rusqlite::Result<()> {
+        let pending: Option<(String, String, i64)> = tx
+            .prepare_cached(
+                "SELECT receipt_key, stat, delivered FROM smpp_pending_receipts
+                 WHERE candidate = ?1 ORDER BY received_ms LIMIT 1",
+            )?
+            .query_row(params![segment.message_id], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+            })
+            .optional()?;
+        let Some((key, stat, delivered)) = pending else {
+            return Ok(());
+        };
+        set_receipt(
+            tx,
+            segment.transaction_id,
+            segment.segment,
+            &stat,
+            delivered == 1,
+        )?;
+        tx.prepare_cached("DELETE FROM smpp_pending_receipts WHERE receipt_key = ?1")?
+            .execute(params![key])?;
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Config;
+    use crate::smpp::receipt::candidates;
+
+    async fn open() -> (tempfile::TempDir, Store) {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let mut config = Config::load(None).expect("defaults");
+        config.data_dir = dir.path().to_path_buf();
+        let store = Store::open(&config).await.expect("store");
+        (dir, store)
+    }
+
+    fn accepted(transaction_id: i64, id: &str) -> AcceptedSegment {
+        AcceptedSegment {
+            transaction_id,
+            segment: 1,
+            total: 1,
+            message_id: id.into(),
+        }
+    }
+
+    fn delivered(id: &str) -> ReceiptRow {
+        ReceiptRow {
+            key: id.into(),
+            candidates: candidates(id),
+            stat: "DELIVRD".into(),
+            delivered: true,
+            err: "000".into(),
+        }
+    }
+
+    async fn receipt_of(store: &Store, transaction_id: i64) -> String {
+        sqlx::query_scalar("SELECT receipt FROM smpp_segments WHERE transaction_id = $1")
+            .bind(transaction_id)
+            .fetch_one(&store.pool)
+            .await
+            .expect("segment")
+    }
+
+    #[tokio::test]
+    async fn an_early_receipt_waits_for_its_own_id_rather_than_another_reading_of_it() {
+        let (_dir, store) = open().await;
+        // An old message whose id is the hex reading of the decimal "129187".
+        store
+            .smpp_record(&[accepted(1, "1f8a3")], &[delivered("1F8A3")])
+            .await
+            .expect("old message");
+        assert_eq!(receipt_of(&store, 1).await, "DELIVRD");
+        // The receipt of a new message comes before its id is recorded.
+        let touched = store
+            .smpp_record(&[], &[delivered("129187")])
+            .await
+            .expect("early receipt");
+        assert!(touched.is_empty(), "{touched:?}");
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 1);
+        // Its id arrives: the kept receipt is applied to it.
+        let touched = store
+            .smpp_record(&[accepted(2, "129187")], &[])
+            .await
+            .expect("new message");
+        assert!(touched.contains(&2));
+        assert_eq!(receipt_of(&store, 2).await, "DELIVRD");
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 0);
+    }
 }

@@ -111,7 +111,14 @@ impl super::Store {
         lease_ms: i64,
         limit: i64,
     ) -> sqlx::Result<Vec<DueWebhook>> {
-        let rows: Vec<(i64, String, String, String, i64, String)> = sqlx::query_as(
+        // Callbacks: every due row before the first of its URL that is still
+        // pending but not due (backing off, or leased to a post in flight),
+        // in id order; the caller posts a URL's rows one after another and
+        // stops at the first failure, so order per URL holds. Finding the
+        // blockers reads only rows not due, which stay few, rather than
+        // every earlier row of the URL for every candidate. Mails keep one
+        // row per address at a time.
+        let sql = if mail {
             "UPDATE webhooks SET due_ms = $1
              WHERE id IN (SELECT id FROM webhooks w WHERE due_ms <= $2 AND attempts < $3
                           AND (url LIKE 'mailto:%') = $5
@@ -120,15 +127,29 @@ impl super::Store {
                                           WHERE e.url = w.url AND e.id < w.id AND e.attempts < $3)
                           ORDER BY due_ms, id LIMIT $4)
              RETURNING id, url, content_type, body, attempts,
-                       COALESCE((SELECT callback_secret FROM clients WHERE clients.id = webhooks.client_id), '') AS secret",
-        )
-        .bind(lease_ms)
-        .bind(now_ms())
-        .bind(max_attempts)
-        .bind(limit)
-        .bind(mail)
-        .fetch_all(&self.writer)
-        .await?;
+                       COALESCE((SELECT callback_secret FROM clients WHERE clients.id = webhooks.client_id), '') AS secret"
+        } else {
+            "WITH blocked AS (SELECT url, MIN(id) AS first FROM webhooks
+                              WHERE due_ms > $2 AND attempts < $3 GROUP BY url)
+             UPDATE webhooks SET due_ms = $1
+             WHERE id IN (SELECT w.id FROM webhooks w LEFT JOIN blocked b ON b.url = w.url
+                          WHERE w.due_ms <= $2 AND w.attempts < $3
+                          AND (w.url LIKE 'mailto:%') = $5
+                          AND (b.first IS NULL OR w.id < b.first)
+                          ORDER BY w.id LIMIT $4)
+             RETURNING id, url, content_type, body, attempts,
+                       COALESCE((SELECT callback_secret FROM clients WHERE clients.id = webhooks.client_id), '') AS secret"
+        };
+        let mut rows: Vec<(i64, String, String, String, i64, String)> = sqlx::query_as(sql)
+            .bind(lease_ms)
+            .bind(now_ms())
+            .bind(max_attempts)
+            .bind(limit)
+            .bind(mail)
+            .fetch_all(&self.writer)
+            .await?;
+        // RETURNING gives no order; posts go in queue order.
+        rows.sort_unstable_by_key(|row| row.0);
         Ok(rows
             .into_iter()
             .map(
@@ -145,10 +166,48 @@ impl super::Store {
     }
 
     pub async fn webhook_delivered(&self, id: i64) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM webhooks WHERE id = $1")
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
+        self.webhooks_delivered(&[id]).await
+    }
+
+    /// Removes delivered callbacks, one statement for many.
+    pub async fn webhooks_delivered(&self, ids: &[i64]) -> sqlx::Result<()> {
+        for chunk in ids.chunks(500) {
+            let mut delete: QueryBuilder<Sqlite> =
+                QueryBuilder::new("DELETE FROM webhooks WHERE id IN (");
+            let mut list = delete.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            delete.push(")");
+            delete
+                .build()
+                .persistent(false)
+                .execute(&self.writer)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Gives claimed callbacks back untried (an earlier one to their URL
+    /// failed): due again, behind it.
+    pub async fn webhooks_released(&self, ids: &[i64]) -> sqlx::Result<()> {
+        let now = now_ms();
+        for chunk in ids.chunks(500) {
+            let mut update: QueryBuilder<Sqlite> =
+                QueryBuilder::new("UPDATE webhooks SET due_ms = ");
+            update.push_bind(now);
+            update.push(" WHERE id IN (");
+            let mut list = update.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            update.push(")");
+            update
+                .build()
+                .persistent(false)
+                .execute(&self.writer)
+                .await?;
+        }
         Ok(())
     }
 

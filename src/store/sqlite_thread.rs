@@ -1,0 +1,270 @@
+//! A SQLite connection of the hot paths, on a thread of its own.
+//!
+//! sqlx runs every SQLite statement on a per-connection worker thread and
+//! hands each one over through a channel: a batch of sends (begin, five
+//! inserts, commit) cost seven thread hand-overs, and under load the futex
+//! wake-ups between threads cost more than SQLite itself. Here a whole
+//! piece of work is one hand-over: the thread runs it with rusqlite, with
+//! statements prepared once. SQLite only, and used only where measured to
+//! matter (accepting sends, recording SMPP results); everything else, and
+//! other stores, go through sqlx.
+//!
+//! Writers must still take turns: callers that write hold the store's sqlx
+//! writer connection meanwhile ([`super::Store::write_on_thread`]), so the
+//! two never wait in SQLite's busy handler for each other.
+//!
+//! Checkpoints (copying the write-ahead log back into the database file,
+//! with an fsync) run on a second thread of their own, every
+//! [`CHECKPOINT_EVERY`], instead of inside whichever commit crosses
+//! SQLite's threshold: a checkpoint does not block writers, but a commit
+//! that runs one waits for its fsync, and every send behind it too.
+
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use super::sends::{Accepted, Job, NewTransaction, Rejected, first_events, random_hash};
+use super::{now, now_ms};
+
+type Work = Box<dyn FnOnce(&mut Connection) + Send>;
+
+/// How often the checkpoint thread folds the log back into the database.
+pub const CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
+
+/// The handle of the threads; they end when it is dropped.
+pub struct SqliteThread {
+    work: mpsc::Sender<Work>,
+    /// Dropped with the handle: tells the checkpoint thread to stop.
+    _checkpoints: mpsc::Sender<()>,
+}
+
+impl SqliteThread {
+    /// Opens `database` (which the store has already created and migrated)
+    /// and starts the thread.
+    pub fn open(database: &Path) -> anyhow::Result<SqliteThread> {
+        let connection = Connection::open(database)?;
+        connection.busy_timeout(Duration::from_secs(10))?;
+        connection.pragma_update(None, "journal_mode", "wal")?;
+        connection.pragma_update(None, "synchronous", "normal")?;
+        connection.pragma_update(None, "cache_size", -65536)?;
+        connection.pragma_update(None, "wal_autocheckpoint", 0)?;
+        connection.set_prepared_statement_cache_capacity(64);
+        let checkpoints = start_checkpoints(database)?;
+        let (work, queue) = mpsc::channel::<Work>();
+        std::thread::Builder::new()
+            .name("moms-sqlite".into())
+            .spawn(move || {
+                let mut connection = connection;
+                while let Ok(work) = queue.recv() {
+                    work(&mut connection);
+                }
+            })?;
+        Ok(SqliteThread {
+            work,
+            _checkpoints: checkpoints,
+        })
+    }
+
+    /// Runs `f` on the thread and returns what it returns.
+    pub async fn run<R: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut Connection) -> R + Send + 'static,
+    ) -> Result<R, String> {
+        let (done, outcome) = tokio::sync::oneshot::channel();
+        self.work
+            .send(Box::new(move |connection| {
+                let _ = done.send(f(connection));
+            }))
+            .map_err(|_| "the SQLite thread has stopped".to_string())?;
+        outcome
+            .await
+            .map_err(|_| "the SQLite thread has stopped".to_string())
+    }
+}
+
+/// Starts the checkpoint thread; it stops when the returned sender is dropped.
+fn start_checkpoints(database: &Path) -> anyhow::Result<mpsc::Sender<()>> {
+    let connection = Connection::open(database)?;
+    connection.busy_timeout(Duration::from_secs(1))?;
+    let (stop, stopped) = mpsc::channel::<()>();
+    std::thread::Builder::new()
+        .name("moms-checkpoint".into())
+        .spawn(move || {
+            while let Err(mpsc::RecvTimeoutError::Timeout) = stopped.recv_timeout(CHECKPOINT_EVERY)
+            {
+                // PASSIVE: copies what it can without waiting for readers or
+                // blocking writers; what is left goes at the next turn.
+                if let Err(error) =
+                    connection.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |_| Ok(()))
+                {
+                    tracing::warn!(%error, "checkpoint failed");
+                }
+            }
+        })?;
+    Ok(stop)
+}
+
+const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, hash, client_id, campaign_id, sender,
+    from_name, recipient, to_input, to_name, kind, body, subject, content_id, status, carrier_id,
+    callback, udp, blast_id, created_at, updated_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19)";
+const INSERT_HISTORY: &str =
+    "INSERT INTO history (transaction_id, at_ms, event) VALUES (?1, ?2, ?3)";
+const INSERT_DELIVERY: &str =
+    "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id)
+    VALUES (?1, ?2, ?3, ?4, ?5)";
+const INSERT_REQUEST: &str =
+    "INSERT OR REPLACE INTO request_ids (client_id, request_id, transaction_id, created_at)
+    VALUES (?1, ?2, ?3, ?4)";
+// Only an UNSEEN number changes: an opt-out or an earlier opt-in stays.
+const INSERT_OPT: &str = "INSERT INTO opt_status (number, campaign_id, status, source, updated_at)
+    VALUES (?1, ?2, ?3, 'send', ?4) ON CONFLICT (number, campaign_id) DO NOTHING";
+// Rows go in batch order, so the last send to a number decides its
+// conversation and its carrier.
+const UPSERT_CONVERSATION: &str =
+    "INSERT INTO conversations (shortcode, number, campaign_id, updated_at)
+    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (shortcode, number)
+    DO UPDATE SET campaign_id = excluded.campaign_id, updated_at = excluded.updated_at";
+const UPSERT_USER: &str = "INSERT INTO users (number, carrier_id, updated_at) VALUES (?1, ?2, ?3)
+    ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id, updated_at = excluded.updated_at";
+const EARLIER_REQUEST: &str =
+    "SELECT t.id, t.hash FROM request_ids r JOIN transactions t ON t.id = r.transaction_id
+    WHERE r.client_id = ?1 AND r.request_id = ?2 AND r.created_at > ?3";
+const USE_PROMO: &str = "UPDATE promos SET uses = uses + 1
+    WHERE campaign_id = ?1 AND code_key = ?2 AND (max_uses IS NULL OR uses < max_uses)";
+
+/// Commits a batch of sends in one transaction and answers each; returns
+/// the next free id (on error the jobs stay unanswered). The same rules as
+/// the sqlx path (`Store::insert_sends`): a repeated `request_id` gets the
+/// first answer, a used-up promotion refuses the send.
+pub fn commit_sends(
+    connection: &mut Connection,
+    jobs: &mut Vec<Job>,
+    first_id: i64,
+) -> rusqlite::Result<i64> {
+    let now = now();
+    let now_ms = now_ms();
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(jobs.len());
+    let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();
+    let mut next_id = first_id;
+    for (send, _) in jobs.iter() {
+        if let Some(request_id) = send.request_id.as_deref() {
+            if let Some(first) = seen_requests.get(&(send.client_id, request_id)) {
+                answers.push(Ok(first.clone()));
+                continue;
+            }
+            let earlier = tx
+                .prepare_cached(EARLIER_REQUEST)?
+                .query_row(params![send.client_id, request_id, now - 86_400], |row| {
+                    Ok(Accepted {
+                        message_id: row.get(0)?,
+                        hash: row.get(1)?,
+                    })
+                })
+                .optional()?;
+            if let Some(first) = earlier {
+                seen_requests.insert((send.client_id, request_id), first.clone());
+                answers.push(Ok(first));
+                continue;
+            }
+        }
+        if let Some((campaign_id, code)) = &send.promo
+            && tx
+                .prepare_cached(USE_PROMO)?
+                .execute(params![campaign_id, code])?
+                != 1
+        {
+            answers.push(Err(Rejected::PromoExhausted));
+            continue;
+        }
+        let accepted = Accepted {
+            message_id: next_id,
+            hash: random_hash(),
+        };
+        next_id += 1;
+        insert(&tx, &accepted, send, now, now_ms)?;
+        if let Some(request_id) = send.request_id.as_deref() {
+            seen_requests.insert((send.client_id, request_id), accepted.clone());
+        }
+        answers.push(Ok(accepted));
+    }
+    drop(seen_requests);
+    tx.commit()?;
+    for ((_, reply), answer) in jobs.drain(..).zip(answers) {
+        let _ = reply.send(answer);
+    }
+    Ok(next_id)
+}
+
+/// The rows of one accepted send.
+fn insert(
+    tx: &rusqlite::Transaction<'_>,
+    accepted: &Accepted,
+    t: &NewTransaction,
+    now: i64,
+    now_ms: i64,
+) -> rusqlite::Result<()> {
+    let id = accepted.message_id;
+    tx.prepare_cached(INSERT_TRANSACTION)?.execute(params![
+        id,
+        accepted.hash,
+        t.client_id,
+        t.campaign_id,
+        t.sender,
+        t.from_name,
+        t.recipient,
+        t.to_input,
+        t.to_name,
+        t.kind,
+        t.body,
+        t.subject,
+        t.content_id,
+        if t.held { "HELD" } else { "QUEUED" },
+        t.carrier_id,
+        t.callback,
+        t.udp,
+        t.blast_id,
+        now,
+    ])?;
+    let mut history = tx.prepare_cached(INSERT_HISTORY)?;
+    for event in first_events(t) {
+        history.execute(params![id, now_ms, event])?;
+    }
+    let (stage, due) = if t.held {
+        ("held", t.expires_ms)
+    } else {
+        ("submit", now_ms)
+    };
+    tx.prepare_cached(INSERT_DELIVERY)?.execute(params![
+        id,
+        stage,
+        due,
+        t.expires_ms,
+        t.client_id
+    ])?;
+    if let Some(request_id) = t.request_id.as_deref() {
+        tx.prepare_cached(INSERT_REQUEST)?
+            .execute(params![t.client_id, request_id, id, now])?;
+    }
+    if let Some(status) = t.opt_in {
+        tx.prepare_cached(INSERT_OPT)?
+            .execute(params![t.recipient, t.campaign_id, status, now])?;
+    }
+    if let Some(code) = t.conversation.as_deref() {
+        tx.prepare_cached(UPSERT_CONVERSATION)?.execute(params![
+            code,
+            t.recipient,
+            t.campaign_id,
+            now
+        ])?;
+    }
+    if let Some(carrier_id) = t.carrier_id {
+        tx.prepare_cached(UPSERT_USER)?
+            .execute(params![t.recipient, carrier_id, now])?;
+    }
+    Ok(())
+}
