@@ -2,7 +2,7 @@
 //! `Arc`, handed to the HTTP layer and to every background loop.
 
 use std::collections::HashMap;
-use std::future::Future;
+use std::future::{Future, IntoFuture};
 use std::hash::Hash;
 use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
@@ -243,12 +243,33 @@ where
     // (the peer address handlers and the IP whitelist read) for any tapped
     // listener addressed by `SocketAddr`, TLS or not; the orphan rule keeps us
     // from implementing it for `TlsListener` ourselves.
+    // On shutdown the listener closes at once; requests in progress get
+    // `shutdown.grace_secs` to finish, so a stalled client cannot hold the
+    // process (and its SMPP binds) open.
+    let (stopping_tx, stopping_rx) = tokio::sync::oneshot::channel::<()>();
+    let grace = Duration::from_secs(app.config.shutdown.grace_secs);
     let served = axum::serve(
         listener.tap_io(|_| {}),
         router.into_make_service_with_connect_info::<SocketAddr>(),
     )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    .with_graceful_shutdown(async move {
+        shutdown.await;
+        let _ = stopping_tx.send(());
+    })
+    .into_future();
+    let served = tokio::select! {
+        served = served => served,
+        _ = async {
+            if stopping_rx.await.is_ok() {
+                tokio::time::sleep(grace).await;
+            } else {
+                std::future::pending::<()>().await;
+            }
+        } => {
+            tracing::warn!(?grace, "requests still open when the shutdown grace ended were cut");
+            Ok(())
+        }
+    };
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     app.sends.flush().await;

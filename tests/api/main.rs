@@ -8,6 +8,7 @@ mod campaign;
 mod carrier;
 mod cli;
 mod codes;
+mod crash;
 mod delivery;
 mod inbound;
 mod keyword;
