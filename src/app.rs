@@ -15,6 +15,7 @@ use tokio::sync::Notify;
 
 use crate::api::auth::AuthLimiter;
 use crate::config::Config;
+use crate::connection_idle::{Busy, IdleIo};
 use crate::domain::carrier::CarrierTable;
 use crate::store::Store;
 use crate::store::campaign::Campaign;
@@ -254,7 +255,9 @@ where
 /// Each HTTP/1 connection must send a request's headers within
 /// `limits.header_secs` (hyper's header read timeout, which needs a timer
 /// that `axum::serve` does not set): a client trickling its headers is
-/// cut off. Handlers see the peer address as axum's `ConnectInfo`.
+/// cut off. A connection idle for `limits.idle_secs` (nothing sent, or
+/// kept alive and left silent) is closed ([`crate::connection_idle`]).
+/// Handlers see the peer address as axum's `ConnectInfo`.
 async fn http_loop<L>(
     app: &Arc<App>,
     mut listener: L,
@@ -270,6 +273,7 @@ async fn http_loop<L>(
         .timer(TokioTimer::new())
         .header_read_timeout(Duration::from_secs(app.config.limits.header_secs.max(1)));
     builder.http2().timer(TokioTimer::new());
+    let idle = Duration::from_secs(app.config.limits.idle_secs.max(1));
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -278,12 +282,20 @@ async fn http_loop<L>(
             _ = &mut shutdown => break,
         };
         let router = router.clone();
+        let busy = Busy::default();
+        let io = IdleIo::new(io, idle, busy.clone());
         let service = hyper::service::service_fn(
             move |mut request: hyper::Request<hyper::body::Incoming>| {
                 request
                     .extensions_mut()
                     .insert(axum::extract::ConnectInfo(peer));
-                tower::ServiceExt::oneshot(router.clone(), request)
+                let handling = busy.enter();
+                let answer = tower::ServiceExt::oneshot(router.clone(), request);
+                async move {
+                    let answer = answer.await;
+                    drop(handling);
+                    answer
+                }
             },
         );
         let connection = builder

@@ -91,6 +91,7 @@ pub struct Limits {
     pub body_idle_secs: u64,
     pub body_secs: u64,
     pub header_secs: u64,
+    pub idle_secs: u64,
     pub max_parameters: usize,
     pub list_numbers: usize,
     pub failed_auth_per_ip: u32,

@@ -19,6 +19,7 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connection_idle;
 pub mod delivery;
 pub mod domain;
 pub mod inbound;

@@ -25,18 +25,20 @@ pub async fn read_body(
     upload: bool,
     params: &mut Params,
 ) -> Result<(), ApiError> {
-    let content_type = headers
+    let content_type_header = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+        .unwrap_or("");
+    // The type is compared without case; the boundary keeps its case
+    // (browsers write `----WebKitFormBoundaryAbC…`).
+    let content_type = content_type_header.to_ascii_lowercase();
     let limit = app.config.limits.body_bytes;
     let idle = Duration::from_secs(app.config.limits.body_idle_secs.max(1));
     // Uploads may take long on slow links; they only must not stall.
     let total = (!upload).then(|| Duration::from_secs(app.config.limits.body_secs.max(1)));
     let body = paced(body, idle, total);
     if content_type.starts_with("multipart/form-data") {
-        let boundary = multer::parse_boundary(&content_type)
+        let boundary = multer::parse_boundary(content_type_header)
             .map_err(|_| bad(upload, "multipart body without a boundary"))?;
         let body_params = read_multipart(app, body, boundary, upload).await?;
         params.merge_over(body_params);

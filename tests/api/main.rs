@@ -3,6 +3,7 @@
 
 mod common;
 
+mod abuse;
 mod admin;
 mod campaign;
 mod carrier;
