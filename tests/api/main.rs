@@ -11,6 +11,7 @@ mod cli;
 mod codes;
 mod crash;
 mod delivery;
+mod faults;
 mod inbound;
 mod keyword;
 mod limits;
