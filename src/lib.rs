@@ -22,6 +22,7 @@ pub mod config;
 pub mod connection_idle;
 pub mod delivery;
 pub mod domain;
+pub mod fuzzing;
 pub mod inbound;
 pub mod mail;
 pub mod media;
