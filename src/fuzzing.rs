@@ -212,7 +212,10 @@ pub fn smpp_pdu(data: &[u8]) {
     assert!(!encoded.segments.is_empty(), "at least one segment");
     let mut joined = String::new();
     for segment in &encoded.segments {
-        assert!(segment.len() <= 140, "a segment fits one short_message");
+        // GSM 7-bit goes unpacked, a septet an octet: 160 (or 6 + 153);
+        // UCS-2 in 140 octets.
+        let room = if encoded.data_coding == 8 { 140 } else { 160 };
+        assert!(segment.len() <= room, "a segment fits one short_message");
         let decoded = encoding::decode(encoded.data_coding, encoded.udhi, segment);
         assert_eq!(decoded.concat.is_some(), encoded.segments.len() > 1);
         joined.push_str(&decoded.text);

@@ -346,3 +346,35 @@ async fn a_multipart_boundary_in_mixed_case_is_read_as_written() {
         .await;
     assert_code(&resp, 1);
 }
+
+#[tokio::test]
+async fn ipv6_whitelists_admit_their_networks_and_mapped_ipv4_is_read_as_ipv4() {
+    let server = Server::start_with(|c| c.trusted_proxies = vec!["127.0.0.0/8".into()]).await;
+    let creds = server.client().await;
+    let id: i64 = creds.client_id.parse().unwrap();
+    let whitelist = moms::store::client::parse_whitelist("2001:db8::/32, 203.0.113.0/24").unwrap();
+    server
+        .app
+        .store
+        .set_whitelist(id, &whitelist)
+        .await
+        .unwrap();
+    server.app.clients.clear();
+    let ping = format!("/moms/system.ping?{}", creds.query());
+    for (from, allowed) in [
+        ("2001:db8::5", true),
+        ("2001:db8:ffff::1", true),
+        ("2001:db9::1", false),
+        ("::ffff:203.0.113.7", true),
+        ("::ffff:198.51.100.7", false),
+        ("203.0.113.200", true),
+    ] {
+        let resp = server.get_with(&ping, ("x-forwarded-for", from)).await;
+        if allowed {
+            assert_code(&resp, 1);
+        } else {
+            assert_eq!(resp.status, 403, "{from}");
+            assert!(resp.message().contains("whitelist"), "{}", resp.body);
+        }
+    }
+}

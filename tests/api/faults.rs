@@ -89,10 +89,20 @@ async fn a_mute_smsc_is_left_and_rebound_and_every_message_completes() {
     }
     // Unanswered submits and enquire_links: the link is given up and bound
     // again while the SMSC stays mute; the API answers throughout.
+    let muted = Instant::now();
     smsc.wait_binds(2, 30).await;
+    println!(
+        "fault: mute SMSC, bound again after {:.1} s",
+        muted.elapsed().as_secs_f64()
+    );
     assert_code(&server.call(&creds, "system.ping", &[]).await, 1);
     smsc.set(|b| b.mute = false);
+    let unmuted = Instant::now();
     let statuses = all_ended(&server, 60).await;
+    println!(
+        "fault: mute SMSC, every message complete {:.1} s after it spoke again",
+        unmuted.elapsed().as_secs_f64()
+    );
     assert_eq!(statuses.len(), 10);
     assert!(statuses.iter().all(|s| s == "COMPLETE"), "{statuses:?}");
     let acknowledged: std::collections::HashSet<String> = smsc
