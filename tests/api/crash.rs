@@ -245,6 +245,7 @@ async fn kill_9_under_load_loses_no_accepted_message() {
     let next = Arc::new(AtomicUsize::new(0));
     // Submits the SMSC had seen at each kill (taken once the dust settled).
     let mut marks = Vec::new();
+    let mut kills = Vec::new();
     let per_round = messages.div_ceil(rounds.max(1));
     let started = Instant::now();
     for round in 0..rounds {
@@ -290,6 +291,7 @@ async fn kill_9_under_load_loses_no_accepted_message() {
             tokio::time::sleep(Duration::from_millis(2)).await;
         }
         moms.kill();
+        kills.push(Instant::now());
         stop.store(true, Ordering::SeqCst);
         for task in tasks {
             task.await.unwrap();
@@ -362,6 +364,8 @@ async fn kill_9_under_load_loses_no_accepted_message() {
     let mut duplicates = 0;
     let mut duplicates_acknowledged = 0;
     let mut without_a_kill = Vec::new();
+    // How long before the kill the SMSC had acknowledged what it got again.
+    let mut ack_ages: Vec<Duration> = Vec::new();
     for (to, seen) in &by_number {
         for pair in seen.windows(2) {
             duplicates += 1;
@@ -369,8 +373,12 @@ async fn kill_9_under_load_loses_no_accepted_message() {
                 duplicates_acknowledged += 1;
             }
             // A resend is only right when a kill came between the two.
-            if !marks.iter().any(|m| pair[0] < *m && *m <= pair[1]) {
-                without_a_kill.push(to.to_string());
+            match marks.iter().position(|m| pair[0] < *m && *m <= pair[1]) {
+                Some(k) => {
+                    let age = kills[k].saturating_duration_since(submits[pair[0]].at);
+                    ack_ages.push(age);
+                }
+                None => without_a_kill.push(to.to_string()),
             }
         }
     }
@@ -381,6 +389,20 @@ async fn kill_9_under_load_loses_no_accepted_message() {
         .chain(tally.cut.iter().map(String::as_str))
         .collect();
     let phantoms = by_number.keys().filter(|to| !known.contains(*to)).count();
+    ack_ages.sort();
+    let within = |ms: u64| {
+        ack_ages
+            .iter()
+            .filter(|a| **a <= Duration::from_millis(ms))
+            .count()
+    };
+    println!(
+        "crash test: resent after a kill, acknowledged at most 50 ms before it: {}, 250 ms: {}, 1 s: {}, longest {:?}",
+        within(50),
+        within(250),
+        within(1000),
+        ack_ages.last().copied().unwrap_or_default()
+    );
     println!(
         "crash test: {rounds} kills, {senders} senders; accepted {}, refused {}, cut by a kill {} ({} of them stored and sent), delivered {delivered}, failed {failed}, lost {}; SMSC submits {}, numbers submitted twice or more {}, extra submits {duplicates} ({duplicates_acknowledged} after an acknowledgement the killed process never recorded); binds {}; {:.1} s in all",
         tally.accepted.len(),

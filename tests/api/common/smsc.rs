@@ -48,6 +48,8 @@ pub struct Submitted {
     pub short_message: Vec<u8>,
     /// The id it was given, if accepted.
     pub id: Option<String>,
+    /// When it arrived (and, if accepted, was acknowledged).
+    pub at: Instant,
 }
 
 /// What the SMSC does; change it with [`Smsc::set`].
@@ -434,6 +436,7 @@ fn record_of(submit: &rusmpp::pdus::SubmitSm) -> Submitted {
         esm_class: u8::from(submit.esm_class),
         short_message: submit.short_message().as_ref().to_vec(),
         id: None,
+        at: Instant::now(),
     }
 }
 
