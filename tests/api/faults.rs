@@ -121,10 +121,15 @@ async fn bytes_that_are_no_pdu_drop_the_link_which_comes_back() {
     let creds = server.client().await;
     let campaign = campaign_of(&server, &creds).await;
     // A header claiming a 4 GB PDU, then one claiming less than a header.
+    let sent = Instant::now();
     smsc.send_raw(vec![
         0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1,
     ]);
     smsc.wait_binds(2, 30).await;
+    println!(
+        "fault: malformed PDU, bound again after {:.1} s",
+        sent.elapsed().as_secs_f64()
+    );
     smsc.wait_bound().await;
     smsc.send_raw(vec![0, 0, 0, 3, 0, 0, 0, 4, 0, 0, 0, 0, 0, 0, 0, 1]);
     smsc.wait_binds(3, 30).await;
