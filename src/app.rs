@@ -8,13 +8,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::serve::{Listener, ListenerExt};
+use axum::serve::Listener;
 use rlibphonenumber::enums::Region;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
 
 use crate::api::auth::AuthLimiter;
 use crate::config::Config;
+use crate::connection_idle::{Busy, IdleIo};
 use crate::domain::carrier::CarrierTable;
 use crate::store::Store;
 use crate::store::campaign::Campaign;
@@ -125,6 +126,7 @@ impl App {
             mm7,
             auth_failures: AuthLimiter::new(
                 config.limits.failed_auth_per_ip,
+                config.limits.failed_auth_per_client,
                 Duration::from_secs(config.limits.failed_auth_window_secs),
             ),
             config,
@@ -244,21 +246,82 @@ where
         });
     }
     let router = crate::api::router(app.clone()).merge(crate::mm7::server::router(app.clone()));
-    // The tap does nothing to the stream. axum provides `ConnectInfo<SocketAddr>`
-    // (the peer address handlers and the IP whitelist read) for any tapped
-    // listener addressed by `SocketAddr`, TLS or not; the orphan rule keeps us
-    // from implementing it for `TlsListener` ourselves.
-    let served = axum::serve(
-        listener.tap_io(|_| {}),
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(shutdown)
-    .await;
+    http_loop(&app, listener, router, shutdown).await;
     let _ = stop_tx.send(true);
     while tasks.join_next().await.is_some() {}
     app.sends.flush().await;
-    served?;
     Ok(())
+}
+
+/// Accepts connections until `shutdown` completes, then closes the
+/// listener and gives requests in progress `shutdown.grace_secs` to finish
+/// (a stalled client cannot hold the process, and its SMPP binds, open).
+///
+/// Each HTTP/1 connection must send a request's headers within
+/// `limits.header_secs` (hyper's header read timeout, which needs a timer
+/// that `axum::serve` does not set): a client trickling its headers is
+/// cut off. A connection idle for `limits.idle_secs` (nothing sent, or
+/// kept alive and left silent) is closed ([`crate::connection_idle`]).
+/// Handlers see the peer address as axum's `ConnectInfo`.
+async fn http_loop<L>(
+    app: &Arc<App>,
+    mut listener: L,
+    router: axum::Router,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) where
+    L: Listener<Addr = SocketAddr>,
+{
+    use hyper_util::rt::{TokioExecutor, TokioIo, TokioTimer};
+    let mut builder = hyper_util::server::conn::auto::Builder::new(TokioExecutor::new());
+    builder
+        .http1()
+        .timer(TokioTimer::new())
+        .header_read_timeout(Duration::from_secs(app.config.limits.header_secs.max(1)));
+    builder.http2().timer(TokioTimer::new());
+    let idle = Duration::from_secs(app.config.limits.idle_secs.max(1));
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (io, peer) = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = &mut shutdown => break,
+        };
+        let router = router.clone();
+        let busy = Busy::default();
+        let io = IdleIo::new(io, idle, busy.clone());
+        let service = hyper::service::service_fn(
+            move |mut request: hyper::Request<hyper::body::Incoming>| {
+                request
+                    .extensions_mut()
+                    .insert(axum::extract::ConnectInfo(peer));
+                let handling = busy.enter();
+                let answer = tower::ServiceExt::oneshot(router.clone(), request);
+                async move {
+                    let answer = answer.await;
+                    drop(handling);
+                    answer
+                }
+            },
+        );
+        let connection = builder
+            .serve_connection_with_upgrades(TokioIo::new(io), service)
+            .into_owned();
+        let connection = graceful.watch(connection);
+        tokio::spawn(async move {
+            if let Err(error) = connection.await {
+                tracing::debug!(%error, "connection ended with an error");
+            }
+        });
+    }
+    // No new connections from here on.
+    drop(listener);
+    let grace = Duration::from_secs(app.config.shutdown.grace_secs);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(grace) => {
+            tracing::warn!(?grace, "requests still open when the shutdown grace ended were cut");
+        }
+    }
 }
 
 /// Drops caches when an operator (or another process) changed something.

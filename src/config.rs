@@ -32,6 +32,7 @@ pub struct Config {
     pub retention: Retention,
     pub tls: Tls,
     pub smtp: Smtp,
+    pub shutdown: Shutdown,
     /// SMPP binds, one entry each (`[[smpp]]`); none by default.
     #[serde(default)]
     pub smpp: Vec<SmppBind>,
@@ -100,10 +101,19 @@ pub struct Limits {
     pub media_bytes: u64,
     pub body_idle_secs: u64,
     pub body_secs: u64,
+    pub header_secs: u64,
+    pub idle_secs: u64,
     pub max_parameters: usize,
     pub list_numbers: usize,
     pub failed_auth_per_ip: u32,
+    pub failed_auth_per_client: u32,
     pub failed_auth_window_secs: u64,
+}
+
+/// How `moms serve` stops on SIGTERM or Ctrl-C.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Shutdown {
+    pub grace_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -12,6 +12,8 @@
 //! - [`media`]: uploads checked by their bytes, smart URLs served to phones.
 //! - [`admin`]: the operator's commands (`moms admin …`), straight on the store.
 //! - [`tls`]: HTTPS served directly, from the PEM files of `tls.cert` and `tls.key`.
+//! - [`connection_idle`]: closes HTTP connections left idle; [`fuzzing`]: the
+//!   checks the fuzz targets and the stable corpus replay share.
 //! - [`app`]: the shared state and `serve`; [`config`]: layered configuration;
 //!   [`cli`]: the command line; [`metrics`]: Prometheus output.
 
@@ -20,8 +22,10 @@ pub mod api;
 pub mod app;
 pub mod cli;
 pub mod config;
+pub mod connection_idle;
 pub mod delivery;
 pub mod domain;
+pub mod fuzzing;
 pub mod inbound;
 pub mod mail;
 pub mod media;

@@ -1,5 +1,6 @@
 //! Authentication (spec section 1): `client_id` and `token`, the client's IP
-//! whitelist, and throttling of addresses that keep failing.
+//! whitelist, and throttling of addresses, and of client ids, that keep
+//! failing (a token guessed from many addresses is throttled too).
 
 use std::collections::HashMap;
 use std::net::IpAddr;
@@ -18,16 +19,16 @@ pub async fn authenticate(app: &App, params: &Params, ip: IpAddr) -> Result<Arc<
     match check(app, params, ip).await {
         Ok(client) => Ok(client),
         Err(error) if error.code == Code::Internal => Err(error),
-        Err(error) => match app.auth_failures.fail(ip) {
-            Some(retry_after) => Err(ApiError {
-                rejection: Rejection::TooMany { retry_after },
-                ..ApiError::detail(
-                    Code::Forbidden,
-                    "too many failed authentications from this address",
-                )
-            }),
-            None => Err(error),
-        },
+        Err(error) => {
+            let client_id = params.get("client_id").and_then(parse_id);
+            match app.auth_failures.fail(ip, client_id) {
+                Some((retry_after, why)) => Err(ApiError {
+                    rejection: Rejection::TooMany { retry_after },
+                    ..ApiError::detail(Code::Forbidden, why)
+                }),
+                None => Err(error),
+            }
+        }
     }
 }
 
@@ -97,40 +98,65 @@ pub fn caller_ip(
         .unwrap_or(peer)
 }
 
-/// Counts failed authentications per address within a sliding window.
+/// Counts failed authentications per address and per client id, each
+/// within a sliding window.
 pub struct AuthLimiter {
+    per_ip: u32,
+    per_client: u32,
+    window: Duration,
+    by_ip: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+    by_client: Mutex<HashMap<i64, (Instant, u32)>>,
+}
+
+/// Counts one failure of `key`; `Some(seconds to wait)` once over `limit`.
+fn count<K: std::hash::Hash + Eq>(
+    map: &Mutex<HashMap<K, (Instant, u32)>>,
+    key: K,
     limit: u32,
     window: Duration,
-    failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
+) -> Option<u64> {
+    let now = Instant::now();
+    let mut failures = map.lock().expect("auth limiter lock");
+    // Bounded memory under a flood of distinct keys.
+    if failures.len() > 100_000 {
+        failures.retain(|_, (start, _)| now.duration_since(*start) < window);
+    }
+    let entry = failures.entry(key).or_insert((now, 0));
+    if now.duration_since(entry.0) >= window {
+        *entry = (now, 0);
+    }
+    entry.1 += 1;
+    if entry.1 > limit {
+        let left = window.saturating_sub(now.duration_since(entry.0));
+        Some(left.as_secs().max(1))
+    } else {
+        None
+    }
 }
 
 impl AuthLimiter {
-    pub fn new(limit: u32, window: Duration) -> AuthLimiter {
+    pub fn new(per_ip: u32, per_client: u32, window: Duration) -> AuthLimiter {
         AuthLimiter {
-            limit,
+            per_ip,
+            per_client,
             window,
-            failures: Mutex::new(HashMap::new()),
+            by_ip: Mutex::new(HashMap::new()),
+            by_client: Mutex::new(HashMap::new()),
         }
     }
 
-    /// Records a failure; `Some(seconds to wait)` once the address is over
-    /// the limit.
-    pub fn fail(&self, ip: IpAddr) -> Option<u64> {
-        let now = Instant::now();
-        let mut failures = self.failures.lock().expect("auth limiter lock");
-        if failures.len() > 100_000 {
-            failures.retain(|_, (start, _)| now.duration_since(*start) < self.window);
-        }
-        let entry = failures.entry(ip).or_insert((now, 0));
-        if now.duration_since(entry.0) >= self.window {
-            *entry = (now, 0);
-        }
-        entry.1 += 1;
-        if entry.1 > self.limit {
-            let left = self.window.saturating_sub(now.duration_since(entry.0));
-            Some(left.as_secs().max(1))
-        } else {
-            None
+    /// Records a failure from `ip` naming `client_id`; once either is over
+    /// its limit, the seconds to wait and why.
+    pub fn fail(&self, ip: IpAddr, client_id: Option<i64>) -> Option<(u64, &'static str)> {
+        let ip_wait = count(&self.by_ip, ip, self.per_ip, self.window);
+        let client_wait =
+            client_id.and_then(|id| count(&self.by_client, id, self.per_client, self.window));
+        match (ip_wait, client_wait) {
+            (Some(wait), _) => Some((wait, "too many failed authentications from this address")),
+            (None, Some(wait)) => {
+                Some((wait, "too many failed authentications for this client_id"))
+            }
+            (None, None) => None,
         }
     }
 }
@@ -168,13 +194,32 @@ mod tests {
 
     #[test]
     fn limiter_allows_the_limit_then_throttles() {
-        let limiter = AuthLimiter::new(3, Duration::from_secs(300));
+        let limiter = AuthLimiter::new(3, 100, Duration::from_secs(300));
         let ip: IpAddr = "192.0.2.1".parse().unwrap();
-        assert_eq!(limiter.fail(ip), None);
-        assert_eq!(limiter.fail(ip), None);
-        assert_eq!(limiter.fail(ip), None);
-        let wait = limiter.fail(ip).expect("throttled");
+        assert_eq!(limiter.fail(ip, None), None);
+        assert_eq!(limiter.fail(ip, Some(1001)), None);
+        assert_eq!(limiter.fail(ip, None), None);
+        let (wait, _) = limiter.fail(ip, None).expect("throttled");
         assert!(wait > 0 && wait <= 300);
-        assert_eq!(limiter.fail("192.0.2.2".parse().unwrap()), None);
+        assert_eq!(limiter.fail("192.0.2.2".parse().unwrap(), None), None);
+    }
+
+    #[test]
+    fn one_client_id_failing_from_many_addresses_is_throttled() {
+        let limiter = AuthLimiter::new(3, 5, Duration::from_secs(300));
+        for n in 1..=5u8 {
+            let ip = IpAddr::from([198, 51, 100, n]);
+            assert_eq!(limiter.fail(ip, Some(1001)), None);
+        }
+        let (wait, why) = limiter
+            .fail("198.51.100.6".parse().unwrap(), Some(1001))
+            .expect("throttled");
+        assert!(wait > 0 && wait <= 300);
+        assert_eq!(why, "too many failed authentications for this client_id");
+        // Another client id from a fresh address is not.
+        assert_eq!(
+            limiter.fail("198.51.100.7".parse().unwrap(), Some(1002)),
+            None
+        );
     }
 }

@@ -219,11 +219,43 @@ impl ApiError {
             None => self.code.text().to_string(),
         }
     }
+
+    /// A store failure: code 500, naming the fix when the cause is the
+    /// data folder's disk (full, read-only, failing), which an operator can
+    /// act on; other causes stay in the log only.
+    pub fn store(cause: impl fmt::Display) -> ApiError {
+        let cause = cause.to_string();
+        match storage_fault(&cause) {
+            Some(fix) => {
+                tracing::error!(%cause, "the store cannot write");
+                ApiError::detail(Code::Internal, fix)
+            }
+            None => ApiError::internal(cause),
+        }
+    }
+}
+
+/// The operator's fix for a store error caused by the data folder's disk,
+/// told by SQLite's own messages (the same for every SQLite build).
+pub fn storage_fault(cause: &str) -> Option<&'static str> {
+    if cause.contains("database or disk is full") || cause.contains("No space left on device") {
+        Some(
+            "the data folder is full: free space on its disk; writes resume by themselves, reads go on meanwhile",
+        )
+    } else if cause.contains("readonly database") || cause.contains("Read-only file system") {
+        Some(
+            "the data folder is read-only: make it writable by the server; writes resume by themselves, reads go on meanwhile",
+        )
+    } else if cause.contains("disk I/O error") {
+        Some("the data folder's disk failed a write (I/O error): check the disk")
+    } else {
+        None
+    }
 }
 
 impl From<sqlx::Error> for ApiError {
     fn from(error: sqlx::Error) -> ApiError {
-        ApiError::internal(format_args!("store: {error}"))
+        ApiError::store(format_args!("store: {error}"))
     }
 }
 
@@ -235,7 +267,7 @@ impl From<anyhow::Error> for ApiError {
 
 impl From<std::io::Error> for ApiError {
     fn from(error: std::io::Error) -> ApiError {
-        ApiError::internal(format_args!("io: {error}"))
+        ApiError::store(format_args!("io: {error}"))
     }
 }
 

@@ -25,20 +25,33 @@ pub async fn read_body(
     upload: bool,
     params: &mut Params,
 ) -> Result<(), ApiError> {
-    let content_type = headers
+    let content_type_header = headers
         .get(header::CONTENT_TYPE)
         .and_then(|v| v.to_str().ok())
-        .unwrap_or("")
-        .to_ascii_lowercase();
+        .unwrap_or("");
+    // The type is compared without case; the boundary keeps its case
+    // (browsers write `----WebKitFormBoundaryAbC…`).
+    let content_type = content_type_header.to_ascii_lowercase();
     let limit = app.config.limits.body_bytes;
     let idle = Duration::from_secs(app.config.limits.body_idle_secs.max(1));
     // Uploads may take long on slow links; they only must not stall.
     let total = (!upload).then(|| Duration::from_secs(app.config.limits.body_secs.max(1)));
     let body = paced(body, idle, total);
     if content_type.starts_with("multipart/form-data") {
-        let boundary = multer::parse_boundary(&content_type)
+        let boundary = multer::parse_boundary(content_type_header)
             .map_err(|_| bad(upload, "multipart body without a boundary"))?;
-        let body_params = read_multipart(app, body, boundary, upload).await?;
+        let limits = FormLimits {
+            body_bytes: limit,
+            media_bytes: app.config.limits.media_bytes,
+        };
+        let upload_dir = app.config.tmp_dir();
+        let body_params = read_multipart(
+            body,
+            boundary,
+            limits,
+            upload.then_some(upload_dir.as_path()),
+        )
+        .await?;
         params.merge_over(body_params);
     } else if content_type.is_empty()
         || content_type.starts_with("application/x-www-form-urlencoded")
@@ -110,14 +123,26 @@ async fn read_limited(body: Body, limit: usize) -> Result<Vec<u8>, ApiError> {
     Ok(bytes)
 }
 
-async fn read_multipart(
-    app: &Arc<App>,
+/// The size limits of a form body.
+#[derive(Debug, Clone, Copy)]
+pub struct FormLimits {
+    /// Every field but an upload's file, together.
+    pub body_bytes: usize,
+    /// The file of an upload.
+    pub media_bytes: u64,
+}
+
+/// The fields of a multipart body. With `upload_dir` (media.upload), the
+/// `file` part is streamed to a temp file there instead of being held.
+pub async fn read_multipart(
     body: Body,
     boundary: String,
-    upload: bool,
+    limits: FormLimits,
+    upload_dir: Option<&std::path::Path>,
 ) -> Result<Params, ApiError> {
-    let limit = app.config.limits.body_bytes;
-    let media_limit = app.config.limits.media_bytes;
+    let upload = upload_dir.is_some();
+    let limit = limits.body_bytes;
+    let media_limit = limits.media_bytes;
     let stream = TryStreamExt::map_err(body.into_data_stream(), std::io::Error::other);
     let mut multipart = multer::Multipart::new(stream, boundary);
     let mut params = Params::default();
@@ -137,9 +162,9 @@ async fn read_multipart(
             ));
         }
         let name = field.name().unwrap_or("").to_string();
-        if upload && name == "file" {
+        if let Some(dir) = upload_dir.filter(|_| name == "file") {
             let file_name = field.file_name().map(str::to_string);
-            params.upload = Some(stream_to_disk(app, field, file_name, media_limit).await?);
+            params.upload = Some(stream_to_disk(dir, field, file_name, media_limit).await?);
             continue;
         }
         let mut value = Vec::new();
@@ -166,17 +191,14 @@ async fn read_multipart(
     Ok(params)
 }
 
-/// Streams a file part to `<data_dir>/tmp`, never holding it in memory.
+/// Streams a file part to `dir` (`<data_dir>/tmp`), never holding it in memory.
 async fn stream_to_disk(
-    app: &Arc<App>,
+    dir: &std::path::Path,
     mut field: multer::Field<'static>,
     file_name: Option<String>,
     limit: u64,
 ) -> Result<Upload, ApiError> {
-    let path = app
-        .config
-        .tmp_dir()
-        .join(format!("upload-{}", crate::store::client::random_hex(12)));
+    let path = dir.join(format!("upload-{}", crate::store::client::random_hex(12)));
     let mut file = tokio::fs::File::create(&path).await?;
     // From here the Upload owns the path and removes it if we bail out.
     let mut upload = Upload {

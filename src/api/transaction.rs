@@ -516,9 +516,9 @@ pub async fn accept(app: &App, transaction: NewTransaction) -> Result<Accepted, 
             Code::NoSuchPromo,
             "the promotion has been used up",
         )),
-        Err(Rejected::Store(cause)) => Err(ApiError::internal(format_args!(
-            "accepting a send: {cause}"
-        ))),
+        Err(Rejected::Store(cause)) => {
+            Err(ApiError::store(format_args!("accepting a send: {cause}")))
+        }
     }
 }
 

@@ -41,7 +41,9 @@ pub fn parse(tlv_id: Option<&str>, tlv_state: Option<u8>, text: &[u8]) -> Option
         .map(str::trim)
         .filter(|id| !id.is_empty())
         .map(str::to_string)
-        .or_else(|| field("id"))?;
+        // `id:` with nothing after it names no message: matching it would
+        // take any message the SMSC accepted with an empty id.
+        .or_else(|| field("id").filter(|id| !id.is_empty()))?;
     let (outcome, stat) = match tlv_state {
         Some(state) => state_of_tlv(state),
         None => {

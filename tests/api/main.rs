@@ -3,12 +3,15 @@
 
 mod common;
 
+mod abuse;
 mod admin;
 mod campaign;
 mod carrier;
 mod cli;
 mod codes;
+mod crash;
 mod delivery;
+mod faults;
 mod inbound;
 mod keyword;
 mod limits;

@@ -2,7 +2,10 @@
 //! that a test steers: refuse binds, answer submits with ids (hex or
 //! decimal) or with a command status, stay silent, drop the connection,
 //! send receipts (before or after the response, at once or later), and
-//! inject messages from phones.
+//! inject messages from phones. Like a real SMSC it can keep every receipt
+//! until it is answered and send it again on the next bind, answer nothing
+//! at all, write bytes that are no PDU, and send receipts for ids it never
+//! gave.
 
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -17,9 +20,10 @@ use rusmpp::tokio_codec::CommandCodec;
 use rusmpp::types::{COctetString, OctetString};
 use rusmpp::values::{DataCoding, EsmClass, MessageState};
 use rusmpp::{Command, CommandStatus, Pdu};
+use tokio::io::AsyncWriteExt;
 use tokio::net::TcpListener;
 use tokio::sync::mpsc;
-use tokio_util::codec::Framed;
+use tokio_util::codec::{FramedRead, FramedWrite};
 use tokio_util::sync::CancellationToken;
 
 /// How the SMSC answers one submit_sm.
@@ -44,6 +48,8 @@ pub struct Submitted {
     pub short_message: Vec<u8>,
     /// The id it was given, if accepted.
     pub id: Option<String>,
+    /// When it arrived (and, if accepted, was acknowledged).
+    pub at: Instant,
 }
 
 /// What the SMSC does; change it with [`Smsc::set`].
@@ -63,6 +69,11 @@ pub struct Behaviour {
     pub receipt_id_decimal: bool,
     /// Put the id and state in TLVs too (SMPP 5.0 style).
     pub receipt_tlvs: bool,
+    /// Keep each receipt until a deliver_sm_resp with status 0 answers it,
+    /// and send the unanswered ones again after every bind.
+    pub redeliver_receipts: bool,
+    /// Answer nothing at all, enquire_link included (binds still succeed).
+    pub mute: bool,
 }
 
 impl Default for Behaviour {
@@ -76,6 +87,8 @@ impl Default for Behaviour {
             receipt_delay: Duration::ZERO,
             receipt_id_decimal: false,
             receipt_tlvs: false,
+            redeliver_receipts: false,
+            mute: false,
         }
     }
 }
@@ -91,7 +104,25 @@ struct State {
     unbinds: usize,
     /// deliver_sm_resp received: (sequence, status).
     acks: Vec<(u32, u32)>,
-    connections: Vec<(mpsc::UnboundedSender<Command>, CancellationToken)>,
+    connections: Vec<(mpsc::UnboundedSender<Out>, CancellationToken)>,
+    /// Receipts sent and not answered yet, by sequence: (id, stat).
+    unanswered: std::collections::HashMap<u32, (String, String)>,
+    /// Connections accepted, bound or not.
+    accepted: usize,
+}
+
+/// What the SMSC writes on a connection.
+#[derive(Debug)]
+pub enum Out {
+    Command(Box<Command>),
+    /// Bytes as they are, PDU or not.
+    Raw(Vec<u8>),
+}
+
+impl From<Command> for Out {
+    fn from(command: Command) -> Out {
+        Out::Command(Box::new(command))
+    }
 }
 
 #[derive(Clone)]
@@ -197,8 +228,49 @@ impl Smsc {
         state.next_sequence += 2;
         let command = Command::new(CommandStatus::EsmeRok, sequence, pdu);
         let connection = state.connections.last().expect("a connection");
-        let _ = connection.0.send(command);
+        let _ = connection.0.send(command.into());
         sequence
+    }
+
+    /// Writes `bytes` as they are on the newest connection.
+    pub fn send_raw(&self, bytes: Vec<u8>) {
+        let state = self.state.lock().unwrap();
+        let connection = state.connections.last().expect("a connection");
+        let _ = connection.0.send(Out::Raw(bytes));
+    }
+
+    /// Sends a receipt for an id this SMSC never gave, on the newest
+    /// connection; returns its sequence number.
+    pub fn receipt_for(&self, id: &str, stat: &str) -> u32 {
+        let mut state = self.state.lock().unwrap();
+        let command = receipt(&mut state, id, stat);
+        let sequence = command.sequence_number();
+        let connection = state.connections.last().expect("a connection");
+        let _ = connection.0.send(command.into());
+        sequence
+    }
+
+    /// Connections accepted so far, bound or not.
+    pub fn connections_accepted(&self) -> usize {
+        self.state.lock().unwrap().accepted
+    }
+
+    /// Receipts sent and not answered with status 0 yet.
+    pub fn unanswered_receipts(&self) -> usize {
+        self.state.lock().unwrap().unanswered.len()
+    }
+
+    /// Waits (`secs` at most) until `n` binds were accepted in all.
+    pub async fn wait_binds(&self, n: usize, secs: u64) {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while self.binds().len() < n {
+            assert!(
+                Instant::now() < deadline,
+                "the SMSC saw {} binds, not {n}",
+                self.binds().len()
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     /// Closes every connection (the peer sees them drop).
@@ -217,6 +289,12 @@ fn receipt(state: &mut State, id: &str, stat: &str) -> Command {
     } else {
         id.to_string()
     };
+    receipt_written(state, &written, stat)
+}
+
+/// A receipt deliver_sm naming `written` as it is.
+fn receipt_written(state: &mut State, written: &str, stat: &str) -> Command {
+    let b = &state.behaviour;
     let text = format!(
         "id:{written} sub:001 dlvrd:001 submit date:2611270101 done date:2611270102 stat:{stat} err:000 text:"
     );
@@ -233,37 +311,46 @@ fn receipt(state: &mut State, id: &str, stat: &str) -> Command {
         };
         pdu = pdu
             .push_tlv(MessageDeliveryRequestTlvValue::ReceiptedMessageId(
-                COctetString::from_str(&written).unwrap(),
+                COctetString::from_str(written).unwrap(),
             ))
             .push_tlv(MessageDeliveryRequestTlvValue::MessageState(state_value));
     }
     let sequence = state.next_sequence;
     state.next_sequence += 2;
+    if state.behaviour.redeliver_receipts {
+        state
+            .unanswered
+            .insert(sequence, (written.to_string(), stat.to_string()));
+    }
     Command::new(CommandStatus::EsmeRok, sequence, pdu.build())
 }
 
 async fn serve(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
-    let framed = Framed::new(socket, CommandCodec::new());
-    let (mut sink, mut stream) = framed.split();
-    let (out, mut outbox) = mpsc::unbounded_channel::<Command>();
+    let (read, write) = socket.into_split();
+    let mut stream = FramedRead::new(read, CommandCodec::new());
+    let mut sink = FramedWrite::new(write, CommandCodec::new());
+    let (out, mut outbox) = mpsc::unbounded_channel::<Out>();
     let kill = CancellationToken::new();
     let writer_kill = kill.clone();
     let writer = tokio::spawn(async move {
         loop {
             tokio::select! {
-                command = outbox.recv() => match command {
-                    Some(command) => if sink.send(command).await.is_err() { break },
+                item = outbox.recv() => match item {
+                    Some(Out::Command(command)) => if sink.send(*command).await.is_err() { break },
+                    Some(Out::Raw(bytes)) => {
+                        if sink.get_mut().write_all(&bytes).await.is_err() { break }
+                    }
                     None => break,
                 },
                 _ = writer_kill.cancelled() => break,
             }
         }
     });
-    state
-        .lock()
-        .unwrap()
-        .connections
-        .push((out.clone(), kill.clone()));
+    {
+        let mut s = state.lock().unwrap();
+        s.accepted += 1;
+        s.connections.push((out.clone(), kill.clone()));
+    }
     loop {
         let command = tokio::select! {
             command = stream.next() => command,
@@ -286,14 +373,13 @@ async fn serve(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
 }
 
 /// Answers one command; false to close the connection.
-fn answer(
-    state: &Arc<Mutex<State>>,
-    out: &mpsc::UnboundedSender<Command>,
-    command: Command,
-) -> bool {
+fn answer(state: &Arc<Mutex<State>>, out: &mpsc::UnboundedSender<Out>, command: Command) -> bool {
     let sequence = command.sequence_number();
+    let mute = state.lock().unwrap().behaviour.mute;
     let reply = |status: CommandStatus, pdu: Pdu| {
-        let _ = out.send(Command::new(status, sequence, pdu));
+        if !mute || matches!(pdu, Pdu::BindTransceiverResp(_)) {
+            let _ = out.send(Command::new(status, sequence, pdu).into());
+        }
     };
     match command.pdu() {
         Some(Pdu::BindTransceiver(bind)) => {
@@ -308,6 +394,13 @@ fn answer(
             s.binds
                 .push((u8::from(bind.interface_version), bind.system_id.to_string()));
             reply(CommandStatus::EsmeRok, Pdu::BindTransceiverResp(resp));
+            // What a store-and-forward SMSC still holds goes out again.
+            let mut again: Vec<(String, String)> = s.unanswered.drain().map(|(_, r)| r).collect();
+            again.sort();
+            for (id, stat) in again {
+                let command = receipt_written(&mut s, &id, &stat);
+                let _ = out.send(command.into());
+            }
         }
         Some(Pdu::EnquireLink) => reply(CommandStatus::EsmeRok, Pdu::EnquireLinkResp),
         Some(Pdu::Unbind) => {
@@ -316,11 +409,17 @@ fn answer(
             return false;
         }
         Some(Pdu::DeliverSmResp(_)) => {
-            state
-                .lock()
-                .unwrap()
-                .acks
-                .push((sequence, u32::from(command.status())));
+            let mut s = state.lock().unwrap();
+            let status = u32::from(command.status());
+            s.acks.push((sequence, status));
+            if status == 0 {
+                s.unanswered.remove(&sequence);
+            }
+        }
+        Some(Pdu::SubmitSm(_)) if mute => {
+            if let Some(Pdu::SubmitSm(submit)) = command.pdu() {
+                state.lock().unwrap().submits.push(record_of(submit));
+            }
         }
         Some(Pdu::SubmitSm(submit)) => return submitted(state, out, sequence, submit),
         _ => {}
@@ -328,22 +427,28 @@ fn answer(
     true
 }
 
-fn submitted(
-    state: &Arc<Mutex<State>>,
-    out: &mpsc::UnboundedSender<Command>,
-    sequence: u32,
-    submit: &rusmpp::pdus::SubmitSm,
-) -> bool {
-    let mut s = state.lock().unwrap();
-    let answer = s.behaviour.answers.pop_front().unwrap_or(Answer::Accept);
-    let mut record = Submitted {
+/// A submit_sm as recorded, without an id yet.
+fn record_of(submit: &rusmpp::pdus::SubmitSm) -> Submitted {
+    Submitted {
         destination: submit.destination_addr.to_string(),
         source: submit.source_addr.to_string(),
         data_coding: u8::from(submit.data_coding),
         esm_class: u8::from(submit.esm_class),
         short_message: submit.short_message().as_ref().to_vec(),
         id: None,
-    };
+        at: Instant::now(),
+    }
+}
+
+fn submitted(
+    state: &Arc<Mutex<State>>,
+    out: &mpsc::UnboundedSender<Out>,
+    sequence: u32,
+    submit: &rusmpp::pdus::SubmitSm,
+) -> bool {
+    let mut s = state.lock().unwrap();
+    let answer = s.behaviour.answers.pop_front().unwrap_or(Answer::Accept);
+    let mut record = record_of(submit);
     match answer {
         Answer::Silent => {
             s.submits.push(record);
@@ -358,7 +463,7 @@ fn submitted(
             let resp = SubmitSmResp::builder()
                 .message_id(COctetString::empty())
                 .build();
-            let _ = out.send(Command::new(CommandStatus::from(status), sequence, resp));
+            let _ = out.send(Command::new(CommandStatus::from(status), sequence, resp).into());
             true
         }
         Answer::Accept => {
@@ -403,19 +508,19 @@ fn submitted(
             drop(s);
             match receipt_command {
                 Some(r) if first => {
-                    let _ = out.send(r);
-                    let _ = out.send(resp);
+                    let _ = out.send(r.into());
+                    let _ = out.send(resp.into());
                 }
                 Some(r) => {
-                    let _ = out.send(resp);
+                    let _ = out.send(resp.into());
                     let out = out.clone();
                     tokio::spawn(async move {
                         tokio::time::sleep(delay).await;
-                        let _ = out.send(r);
+                        let _ = out.send(r.into());
                     });
                 }
                 None => {
-                    let _ = out.send(resp);
+                    let _ = out.send(resp.into());
                 }
             }
             true
