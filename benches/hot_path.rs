@@ -141,6 +141,7 @@ fn carrier_resolve(bencher: Bencher, carriers: i64) {
             served: true,
             mms: true,
             connector: "smpp".into(),
+            mms_max_bytes: 0,
         })
         .collect();
     let ported = (0..10_000u64).map(|i| (13_105_550_000 + i, 2)).collect();

@@ -295,6 +295,25 @@ impl Store {
         }
         Ok(())
     }
+
+    /// In test builds, runs a pragma on every connection that writes (the
+    /// pool's writer and the hot paths' thread), so a test can make the
+    /// store full (`max_page_count`) or read-only (`query_only`) for real.
+    #[cfg(feature = "fault-injection")]
+    pub async fn pragma_on_writers(&self, pragma: String) -> Result<(), String> {
+        // Test input, not a client's.
+        sqlx::query(sqlx::AssertSqlSafe(pragma.clone()))
+            .execute(&self.writer)
+            .await
+            .map_err(|e| e.to_string())?;
+        if let Some(run) = self
+            .write_on_thread(move |conn| conn.execute_batch(&pragma))
+            .await
+        {
+            run?.map_err(|e| e.to_string())?;
+        }
+        Ok(())
+    }
 }
 
 /// The hot paths' thread for a SQLite file; `None` (sqlx only) for an

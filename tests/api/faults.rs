@@ -196,13 +196,12 @@ async fn disk_full(server: &Server, full: bool) {
     } else {
         4_294_967_294
     };
-    // A number we computed, not input.
-    sqlx::query(sqlx::AssertSqlSafe(format!(
-        "PRAGMA max_page_count = {pages}"
-    )))
-    .execute(writer)
-    .await
-    .unwrap();
+    server
+        .app
+        .store
+        .pragma_on_writers(format!("PRAGMA max_page_count = {pages}"))
+        .await
+        .unwrap();
 }
 
 #[tokio::test]
@@ -329,9 +328,9 @@ async fn a_read_only_store_answers_writes_500_naming_the_fix_and_recovers() {
         .await
         .unwrap()
         .to_string();
-    let writer = &server.app.store.writer;
-    sqlx::query("PRAGMA query_only = 1")
-        .execute(writer)
+    let store = &server.app.store;
+    store
+        .pragma_on_writers("PRAGMA query_only = 1".into())
         .await
         .unwrap();
     let resp = server
@@ -352,8 +351,8 @@ async fn a_read_only_store_answers_writes_500_naming_the_fix_and_recovers() {
         resp.body
     );
     assert_code(&server.call(&creds, "system.ping", &[]).await, 1);
-    sqlx::query("PRAGMA query_only = 0")
-        .execute(writer)
+    store
+        .pragma_on_writers("PRAGMA query_only = 0".into())
         .await
         .unwrap();
     let resp = server
