@@ -10,6 +10,9 @@
 //!   what a `deliver_sm` carries (text decoding, receipts); and our
 //!   encoder's segments decode back to the text.
 //! - [`smpp_receipt`]: receipt text and id parsing.
+//! - [`mm7`]: MM7 requests and submit answers (SOAP, `multipart/related`)
+//!   as an MMSC posts them; what reads as a request can be answered, and
+//!   the answer reads back.
 
 use std::sync::OnceLock;
 
@@ -28,6 +31,7 @@ pub const TARGETS: &[(&str, Check)] = &[
     ("envelope", envelope),
     ("smpp_pdu", smpp_pdu),
     ("smpp_receipt", smpp_receipt),
+    ("mm7", mm7),
 ];
 
 fn runtime() -> &'static tokio::runtime::Runtime {
@@ -238,4 +242,39 @@ pub fn smpp_receipt(data: &[u8]) {
     if let Some(receipt) = with_tlv {
         assert!(!receipt.message_id.trim().is_empty());
     }
+}
+
+/// An MM7 message: the input's first line is its `Content-Type`, the rest
+/// its body. Reading never panics; a request that reads can be answered,
+/// and that answer reads back with its transaction id and message id.
+pub fn mm7(data: &[u8]) {
+    use crate::mm7::envelope::{self, Status, Version};
+    let (content_type, body) = match data.iter().position(|b| *b == b'\n') {
+        Some(at) => (
+            String::from_utf8_lossy(&data[..at]).into_owned(),
+            &data[at + 1..],
+        ),
+        None => ("text/xml".to_string(), data),
+    };
+    let _ = envelope::parse_submit_response(&content_type, body);
+    let _ = crate::mm7::mime::parse_multipart(&content_type, body);
+    let Ok(request) = envelope::parse_request(&content_type, body) else {
+        return;
+    };
+    let id = request.transaction_id();
+    // XML 1.0 cannot carry control characters, whatever the escaping.
+    if id.chars().any(|c| c.is_control()) {
+        return;
+    }
+    let answer = envelope::response(
+        &Version::default(),
+        "SubmitRsp",
+        id,
+        &Status::success(),
+        Some("fuzz-1"),
+    );
+    let read = envelope::parse_submit_response("text/xml", answer.as_bytes())
+        .unwrap_or_else(|e| panic!("our answer does not read back: {e}\n{answer}"));
+    assert_eq!(read.transaction_id, id.trim(), "transaction id");
+    assert_eq!(read.message_id, "fuzz-1");
 }
