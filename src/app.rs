@@ -352,16 +352,25 @@ async fn watch_generation(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<
     }
 }
 
-/// Applies `retention.days` once at start and then every hour.
+/// Hourly housekeeping, once at start too: applies `retention.days`
+/// (when set), and drops receipts that named no message for longer than
+/// the validity period (no message can match them any more; an SMSC that
+/// sends junk ids must not grow the table without end).
 async fn retention(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let days = i64::from(app.config.retention.days);
-    if days == 0 {
-        return;
-    }
+    let validity_ms = app.config.delivery.validity_secs.saturating_mul(1000);
     loop {
-        match app.store.expire(crate::store::now() - days * 86_400).await {
-            Ok(media) => crate::media::storage::remove_files(&app.config, &media).await,
-            Err(error) => tracing::warn!(%error, "retention sweep failed"),
+        if days > 0 {
+            match app.store.expire(crate::store::now() - days * 86_400).await {
+                Ok(media) => crate::media::storage::remove_files(&app.config, &media).await,
+                Err(error) => tracing::warn!(%error, "retention sweep failed"),
+            }
+        }
+        let before = crate::store::now_ms().saturating_sub(validity_ms);
+        match app.store.drop_stale_receipts(before).await {
+            Ok(0) => {}
+            Ok(dropped) => tracing::info!(dropped, "receipts for unknown ids expired"),
+            Err(error) => tracing::warn!(%error, "sweep of unmatched receipts failed"),
         }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}

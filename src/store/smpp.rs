@@ -229,6 +229,16 @@ impl Store {
         .await
     }
 
+    /// Drops receipts kept for an id no segment had, received before
+    /// `before_ms`; returns how many ids were dropped.
+    pub async fn drop_stale_receipts(&self, before_ms: i64) -> sqlx::Result<u64> {
+        let done = sqlx::query("DELETE FROM smpp_pending_receipts WHERE received_ms < $1")
+            .bind(before_ms)
+            .execute(&self.writer)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
     pub async fn smpp_pending_receipts(&self) -> sqlx::Result<i64> {
         sqlx::query_scalar("SELECT COUNT(DISTINCT receipt_key) FROM smpp_pending_receipts")
             .fetch_one(&self.pool)
@@ -577,6 +587,34 @@ mod tests {
             .expect("new message");
         assert!(touched.contains(&2));
         assert_eq!(receipt_of(&store, 2).await, "DELIVRD");
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 0);
+    }
+
+    #[tokio::test]
+    async fn receipts_that_never_found_their_message_are_dropped_after_the_cutoff() {
+        let (_dir, store) = open().await;
+        store
+            .smpp_record(&[], &[delivered("777001")])
+            .await
+            .expect("unknown id");
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 1);
+        let received = super::super::now_ms();
+        // A cutoff before it keeps it; one after it drops every reading.
+        assert_eq!(
+            store
+                .drop_stale_receipts(received - 60_000)
+                .await
+                .expect("sweep"),
+            0
+        );
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 1);
+        assert!(
+            store
+                .drop_stale_receipts(received + 1_000)
+                .await
+                .expect("sweep")
+                >= 1
+        );
         assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 0);
     }
 }
