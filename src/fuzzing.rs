@@ -168,13 +168,9 @@ fn read_xml(xml: &str) -> ReadBack {
                 read.texts.entry(current()).or_default().push_str(&text);
             }
             Event::GeneralRef(r) => {
-                let c = match &*r {
-                    b"lt" => '<',
-                    b"gt" => '>',
-                    b"amp" => '&',
-                    b"quot" => '"',
-                    b"apos" => '\'',
-                    _ => r
+                let c = match crate::api::envelope::predefined_entity(&r) {
+                    Some(c) => c,
+                    None => r
                         .resolve_char_ref()
                         .unwrap_or_else(|e| panic!("{e}: {xml}"))
                         .expect("a character reference"),

@@ -277,6 +277,24 @@ fn mm7_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step
     submit(app, table, due, now)
 }
 
+/// Back to the worker's queue after a temporary error: an exponential
+/// back-off from `first_ms` (doubling per attempt, at most `max_ms`) with
+/// jitter, no later than the end of the validity period (when the worker
+/// fails it 601).
+pub(crate) fn retry_after_backoff(due: &Due, now: i64, first_ms: i64, max_ms: i64) -> Step {
+    let exp = first_ms.saturating_mul(1 << due.attempts.clamp(1, 20).saturating_sub(1));
+    let delay = exp.min(max_ms);
+    let jitter = rand::random_range(0..=delay / 2);
+    Step::Advance {
+        transaction_id: due.transaction_id,
+        from_stage: due.stage.clone(),
+        status: None,
+        events: vec!["Retry Scheduled".to_string()],
+        stage: "submit",
+        due_ms: (now + delay / 2 + jitter).min(due.expires_ms),
+    }
+}
+
 /// Ends a transaction as COMPLETE with these history events.
 pub(crate) fn complete(due: &Due, events: Vec<String>) -> Step {
     Step::Finish {

@@ -638,13 +638,9 @@ impl Element {
                 }
                 Event::GeneralRef(r) => {
                     if let Some(top) = stack.last_mut() {
-                        let c = match &*r {
-                            b"lt" => '<',
-                            b"gt" => '>',
-                            b"amp" => '&',
-                            b"quot" => '"',
-                            b"apos" => '\'',
-                            _ => r
+                        let c = match crate::api::envelope::predefined_entity(&r) {
+                            Some(c) => c,
+                            None => r
                                 .resolve_char_ref()
                                 .map_err(|e| err(&e))?
                                 .unwrap_or('\u{FFFD}'),

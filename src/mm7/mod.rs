@@ -555,20 +555,10 @@ async fn apply(app: &App, steps: Vec<Step>) -> anyhow::Result<usize> {
     Ok(applied.len())
 }
 
-/// Back to the worker's queue after a back-off with jitter, no later than
-/// the end of the validity period (when the worker fails it 601).
+/// Back to the worker's queue after a back-off from 1000 ms (see
+/// [`crate::delivery::retry_after_backoff`]).
 fn retry(due: &Due, now: i64) -> Step {
-    let exp = FIRST_RETRY_MS.saturating_mul(1 << due.attempts.clamp(1, 20).saturating_sub(1));
-    let delay = exp.min(MAX_RETRY_MS);
-    let jitter = rand::random_range(0..=delay / 2);
-    Step::Advance {
-        transaction_id: due.transaction_id,
-        from_stage: due.stage.clone(),
-        status: None,
-        events: vec!["Retry Scheduled".to_string()],
-        stage: "submit",
-        due_ms: (now + delay / 2 + jitter).min(due.expires_ms),
-    }
+    crate::delivery::retry_after_backoff(due, now, FIRST_RETRY_MS, MAX_RETRY_MS)
 }
 
 /// A delivery report's step for the transaction it names: complete on
