@@ -677,8 +677,10 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
             assert_code(&resp, 1);
         }
     }
-    // Every accepted message ends, none is lost.
-    let deadline = Instant::now() + Duration::from_secs(30);
+    // Every accepted message ends, none is lost. A bound on liveness, not
+    // on speed: throttled messages back off for seconds, doubling per
+    // try, and a loaded machine (CI's two cores) throttles more of them.
+    let deadline = Instant::now() + Duration::from_secs(120);
     loop {
         let open: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
