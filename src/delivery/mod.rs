@@ -215,6 +215,9 @@ fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
         transaction_id: due.transaction_id,
         attempts: due.attempts,
         expires_ms: due.expires_ms,
+        sender: due.sender.clone(),
+        recipient: due.recipient.clone(),
+        body: due.body.clone(),
     };
     if !app.smpp.hand(carrier.id, job) {
         let reason = format!(

@@ -60,12 +60,16 @@ const MAX_RETRY_MS: i64 = 300_000;
 const BATCH: usize = 512;
 
 /// A message handed to a bind.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 pub struct Job {
     pub transaction_id: i64,
-    /// Times the worker claimed it (spaces the retries out).
+    /// Times the worker claimed it (spaces the retries out). On the first,
+    /// no segment can have been accepted yet.
     pub attempts: i64,
     pub expires_ms: i64,
+    pub sender: String,
+    pub recipient: String,
+    pub body: String,
 }
 
 /// Why a segment (or a whole job) was not accepted.

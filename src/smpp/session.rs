@@ -310,10 +310,21 @@ impl Link {
         if crate::store::now_ms() >= job.expires_ms {
             return Err(Failure::Expired);
         }
-        let message = match self.app.store.smpp_message(job.transaction_id).await {
-            Ok(Some(message)) => message,
-            Ok(None) => return Err(Failure::Gone),
-            Err(error) => return Err(Failure::Temporary(format!("store: {error}"))),
+        // A first attempt submits what the claim carried; a later one reads
+        // which segments were accepted already (and whether it still exists).
+        let message = if job.attempts <= 1 {
+            crate::store::smpp::SmppMessage {
+                sender: job.sender.clone(),
+                recipient: job.recipient.clone(),
+                body: job.body.clone(),
+                accepted: Vec::new(),
+            }
+        } else {
+            match self.app.store.smpp_message(job.transaction_id).await {
+                Ok(Some(message)) => message,
+                Ok(None) => return Err(Failure::Gone),
+                Err(error) => return Err(Failure::Temporary(format!("store: {error}"))),
+            }
         };
         // The reference stays the same on every attempt, so a handset can
         // join parts sent in different attempts.

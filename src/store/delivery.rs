@@ -31,11 +31,48 @@ pub struct Due {
     pub client_id: i64,
     pub campaign_id: i64,
     pub recipient: String,
+    /// The sender and the text, so a connector needs no read of its own
+    /// to submit a first attempt.
+    pub sender: String,
+    pub body: String,
     pub kind: String,
     pub carrier_id: Option<i64>,
     pub callback: String,
     pub udp: String,
     pub blast_id: Option<i64>,
+}
+
+/// The columns of a transaction (table alias `t`) that [`due_from_row`]
+/// reads.
+pub(crate) const DUE_COLUMNS: &str =
+    "t.id, t.hash, t.client_id, t.campaign_id, t.recipient, t.sender,
+     COALESCE(t.body, '') AS body, t.kind, t.carrier_id, t.callback, t.udp, t.blast_id";
+
+/// A delivery as claimed (`stage`, `expires_ms`, `attempts`) with its
+/// transaction's [`DUE_COLUMNS`].
+pub(crate) fn due_from_row(
+    row: &sqlx::sqlite::SqliteRow,
+    stage: String,
+    expires_ms: i64,
+    attempts: i64,
+) -> sqlx::Result<Due> {
+    Ok(Due {
+        transaction_id: row.try_get("id")?,
+        stage,
+        expires_ms,
+        attempts,
+        hash: row.try_get("hash")?,
+        client_id: row.try_get("client_id")?,
+        campaign_id: row.try_get("campaign_id")?,
+        recipient: row.try_get("recipient")?,
+        sender: row.try_get("sender")?,
+        body: row.try_get("body")?,
+        kind: row.try_get("kind")?,
+        carrier_id: row.try_get("carrier_id")?,
+        callback: row.try_get("callback")?,
+        udp: row.try_get("udp")?,
+        blast_id: row.try_get("blast_id")?,
+    })
 }
 
 /// What one worker step decided for one delivery.
@@ -97,19 +134,6 @@ impl Step {
     }
 }
 
-/// What a delivery's transaction tells the worker, by transaction id.
-type Sending = (
-    String,
-    i64,
-    i64,
-    String,
-    String,
-    Option<i64>,
-    String,
-    String,
-    Option<i64>,
-);
-
 impl Store {
     /// Claims up to `limit` deliveries due at `now_ms`, oldest first, by
     /// moving their due time `lease_ms` ahead.
@@ -159,12 +183,15 @@ impl Store {
         // What the worker needs of a transaction never changes once stored,
         // and it was committed with its delivery: a reader may fetch it,
         // which leaves the one writer free.
-        let mut sendings: HashMap<i64, Sending> = HashMap::with_capacity(claimed.len());
+        let mut claims: HashMap<i64, (String, i64, i64)> = claimed
+            .iter()
+            .map(|(id, stage, expires_ms, attempts)| (*id, (stage.clone(), *expires_ms, *attempts)))
+            .collect();
+        let mut dues = Vec::with_capacity(claimed.len());
         for chunk in claimed.chunks(rows_per_statement(1)) {
-            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT id, hash, client_id, campaign_id, recipient, kind, carrier_id, callback, udp,
-                 blast_id FROM transactions WHERE id IN (",
-            );
+            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "SELECT {DUE_COLUMNS} FROM transactions t WHERE t.id IN ("
+            ));
             let mut list = select.separated(", ");
             for (id, ..) in chunk {
                 list.push_bind(*id);
@@ -172,51 +199,14 @@ impl Store {
             select.push(")");
             let rows = once(&mut select).fetch_all(&self.pool).await?;
             for row in &rows {
-                let sending = (
-                    row.try_get("hash")?,
-                    row.try_get("client_id")?,
-                    row.try_get("campaign_id")?,
-                    row.try_get("recipient")?,
-                    row.try_get("kind")?,
-                    row.try_get("carrier_id")?,
-                    row.try_get("callback")?,
-                    row.try_get("udp")?,
-                    row.try_get("blast_id")?,
-                );
-                sendings.insert(row.try_get("id")?, sending);
+                let Some((stage, expires_ms, attempts)) = claims.remove(&row.try_get("id")?) else {
+                    continue;
+                };
+                dues.push(due_from_row(row, stage, expires_ms, attempts)?);
             }
         }
-        Ok(claimed
-            .into_iter()
-            .filter_map(|(transaction_id, stage, expires_ms, attempts)| {
-                let (
-                    hash,
-                    client_id,
-                    campaign_id,
-                    recipient,
-                    kind,
-                    carrier_id,
-                    callback,
-                    udp,
-                    blast_id,
-                ) = sendings.remove(&transaction_id)?;
-                Some(Due {
-                    transaction_id,
-                    stage,
-                    expires_ms,
-                    attempts,
-                    hash,
-                    client_id,
-                    campaign_id,
-                    recipient,
-                    kind,
-                    carrier_id,
-                    callback,
-                    udp,
-                    blast_id,
-                })
-            })
-            .collect())
+        dues.sort_by_key(|due| due.transaction_id);
+        Ok(dues)
     }
 
     /// Records a worker step's outcomes in one SQL transaction. Returns the

@@ -6,7 +6,7 @@ use std::collections::BTreeSet;
 
 use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
 
-use super::delivery::Due;
+use super::delivery::{DUE_COLUMNS, Due, due_from_row};
 use super::{Store, now_ms};
 
 /// A message to submit: its text and what was already accepted of it.
@@ -184,33 +184,23 @@ impl Store {
     pub async fn smpp_dues(&self, ids: &[i64]) -> sqlx::Result<Vec<Due>> {
         let mut dues = Vec::new();
         for chunk in ids.chunks(500) {
-            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT d.transaction_id, d.stage, d.expires_ms, d.attempts, t.hash, t.client_id,
-                 t.campaign_id, t.recipient, t.kind, t.carrier_id, t.callback, t.udp, t.blast_id
-                 FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
-                 WHERE d.transaction_id IN (",
-            );
+            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
+                "SELECT d.stage, d.expires_ms, d.attempts, {DUE_COLUMNS}
+                     FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
+                     WHERE d.transaction_id IN ("
+            ));
             let mut list = select.separated(", ");
             for id in chunk {
                 list.push_bind(*id);
             }
             select.push(")");
             for row in select.build().fetch_all(&self.pool).await? {
-                dues.push(Due {
-                    transaction_id: row.try_get("transaction_id")?,
-                    stage: row.try_get("stage")?,
-                    expires_ms: row.try_get("expires_ms")?,
-                    attempts: row.try_get("attempts")?,
-                    hash: row.try_get("hash")?,
-                    client_id: row.try_get("client_id")?,
-                    campaign_id: row.try_get("campaign_id")?,
-                    recipient: row.try_get("recipient")?,
-                    kind: row.try_get("kind")?,
-                    carrier_id: row.try_get("carrier_id")?,
-                    callback: row.try_get("callback")?,
-                    udp: row.try_get("udp")?,
-                    blast_id: row.try_get("blast_id")?,
-                });
+                dues.push(due_from_row(
+                    &row,
+                    row.try_get("stage")?,
+                    row.try_get("expires_ms")?,
+                    row.try_get("attempts")?,
+                )?);
             }
         }
         Ok(dues)
