@@ -378,7 +378,11 @@ async fn mms_route(
             ));
         }
         let url = media.smart_url();
-        check_length(&fallback_body(&composed.body, &url))?;
+        // The stored link gains `?r=<message id>` (at most 10 digits).
+        check_length(&fallback_body(
+            &composed.body,
+            &format!("{url}?r=9999999999"),
+        ))?;
         return Ok(Some(url));
     }
     if let Some(limit) = carrier.mms_limit()

@@ -201,6 +201,18 @@ pub fn random_hash() -> String {
         .collect()
 }
 
+/// The text stored (and sent) for a transaction given its id. A fallback
+/// SMS (an SMS that keeps its `content_id`) ends with the media's smart
+/// URL, which gets `?r=<id>` here, once the id exists: the phone that opens
+/// the link then names its recipient, whose handset is recorded.
+pub(super) fn stored_body(t: &NewTransaction, id: i64) -> std::borrow::Cow<'_, str> {
+    if t.kind == "sms" && t.content_id.is_some() {
+        format!("{}?r={id}", t.body).into()
+    } else {
+        t.body.as_str().into()
+    }
+}
+
 /// The two events written at acceptance (spec section 7): history never
 /// holds a single event. An SMS with media is an MMS that its carrier
 /// cannot carry, sent as text and a link: that is said too.
@@ -360,7 +372,7 @@ async fn insert_rows(
             .push_bind(t.to_input.as_str())
             .push_bind(t.to_name.as_str())
             .push_bind(t.kind)
-            .push_bind(t.body.as_str())
+            .push_bind(stored_body(t, *id).into_owned())
             .push_bind(t.subject.as_str())
             .push_bind(t.content_id)
             .push_bind(if t.held { "HELD" } else { "QUEUED" })

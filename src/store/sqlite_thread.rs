@@ -26,7 +26,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
-use super::sends::{Accepted, Job, NewTransaction, Rejected, first_events, random_hash};
+use super::sends::{
+    Accepted, Job, NewTransaction, Rejected, first_events, random_hash, stored_body,
+};
 use super::{now, now_ms};
 
 type Work = Box<dyn FnOnce(&mut Connection) + Send>;
@@ -220,7 +222,7 @@ fn insert(
         t.to_input,
         t.to_name,
         t.kind,
-        t.body,
+        stored_body(t, id),
         t.subject,
         t.content_id,
         if t.held { "HELD" } else { "QUEUED" },

@@ -525,7 +525,27 @@ async fn mms_fallback_decides_between_607_and_an_sms_with_the_link() {
         .fetch_one(&server.app.store.pool)
         .await
         .unwrap();
-    assert_eq!(body, format!("See our menu\n{smart_url}"));
+    // The link names the message, so the phone that opens it is recorded
+    // as its recipient's handset.
+    let link = format!("{smart_url}?r={id}");
+    assert_eq!(body, format!("See our menu\n{link}"));
+    let agent = "SAMSUNG-SGH-A877/A877UCIB1";
+    let fetched = reqwest::Client::new()
+        .get(&link)
+        .header("user-agent", agent)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fetched.status(), 200);
+    let handset: Option<String> = sqlx::query_scalar(
+        "SELECT h.user_agent FROM users u JOIN handsets h ON h.id = u.handset_id
+         WHERE u.number = (SELECT recipient FROM transactions WHERE id = $1)",
+    )
+    .bind(id.parse::<i64>().unwrap())
+    .fetch_optional(&server.app.store.pool)
+    .await
+    .unwrap();
+    assert_eq!(handset.as_deref(), Some(agent));
     // Nothing went to the MMSC.
     assert!(mmsc.received().is_empty());
 }
