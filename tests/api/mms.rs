@@ -10,7 +10,7 @@ use moms::config::CarrierConfig;
 use reqwest::multipart::{Form, Part};
 
 use crate::common::mmsc::{Answer, IN_PASSWORD, IN_USER, Mmsc};
-use crate::common::{Creds, Element, Receiver, Server, assert_code};
+use crate::common::{Creds, Element, Receiver, Server, assert_code, crc32};
 
 /// The carrier behind the fake MMSC: numbers +1 310….
 const MM7_CARRIER: i64 = 5;
@@ -439,21 +439,6 @@ async fn media_the_carrier_cannot_take_is_607() {
     assert!(last.starts_with("Transaction Terminated (607)"), "{last}");
     assert!(last.contains("100000x100000"), "{last}");
     assert_eq!(mmsc.received().len(), 1);
-}
-
-fn crc32(bytes: &[u8]) -> u32 {
-    let mut crc = 0xFFFF_FFFFu32;
-    for &b in bytes {
-        crc ^= u32::from(b);
-        for _ in 0..8 {
-            crc = if crc & 1 == 1 {
-                (crc >> 1) ^ 0xEDB8_8320
-            } else {
-                crc >> 1
-            };
-        }
-    }
-    !crc
 }
 
 #[tokio::test]

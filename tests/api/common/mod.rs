@@ -318,3 +318,19 @@ pub fn campaign_settings(creds: &Creds, name: &str) -> moms::store::campaign::Ca
         destroyed: false,
     }
 }
+
+/// CRC-32 (ISO 3309), for PNG chunks that tests write by hand.
+pub fn crc32(bytes: &[u8]) -> u32 {
+    let mut crc = 0xFFFF_FFFFu32;
+    for &b in bytes {
+        crc ^= u32::from(b);
+        for _ in 0..8 {
+            crc = if crc & 1 == 1 {
+                (crc >> 1) ^ 0xEDB8_8320
+            } else {
+                crc >> 1
+            };
+        }
+    }
+    !crc
+}
