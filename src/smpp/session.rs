@@ -160,7 +160,7 @@ async fn hold(
         if *stop.borrow() {
             return;
         }
-        match connect(&bind).await {
+        match connect(bind).await {
             Ok((client, events)) => {
                 failures = 0;
                 tracing::info!(host = %bind.host, port = bind.port, "SMPP bound");
@@ -173,7 +173,7 @@ async fn hold(
                     reports: reports.clone(),
                     parts: parts.clone(),
                 };
-                if link.serve(events, &queue, &mut stop).await {
+                if link.serve(events, queue, &mut stop).await {
                     return;
                 }
                 tracing::warn!(host = %bind.host, port = bind.port, "SMPP connection lost");
