@@ -90,6 +90,22 @@ impl Lease {
         }
     }
 
+    /// Takes or renews the lease once; false while another node holds it
+    /// (or the store cannot say).
+    pub async fn try_take(&self) -> bool {
+        let store = &self.app.store;
+        match store
+            .take_lease(&self.name, &self.app.node, now_ms(), self.lease_ms())
+            .await
+        {
+            Ok(taken) => taken,
+            Err(error) => {
+                tracing::warn!(lease = %self.name, %error, "cannot take the lease");
+                false
+            }
+        }
+    }
+
     fn renew_every(&self) -> Duration {
         Duration::from_millis((self.lease_ms() / 3) as u64)
     }
