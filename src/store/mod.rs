@@ -484,7 +484,10 @@ dual! {
 }
 
 /// Every file's SQLite helpers, reached as `on::name` in store code.
-pub(crate) mod on_sqlite {
+/// Public (its items are not) because `with_db!` names it wherever it is
+/// expanded, the integration tests included.
+#[doc(hidden)]
+pub mod on_sqlite {
     pub(crate) use super::blast::sqlite::*;
     pub(crate) use super::campaign::sqlite::*;
     pub(crate) use super::carrier::sqlite::*;
@@ -505,7 +508,10 @@ pub(crate) mod on_sqlite {
 }
 
 /// Every file's PostgreSQL helpers, reached as `on::name` in store code.
-pub(crate) mod on_postgres {
+/// Public (its items are not) because `with_db!` names it wherever it is
+/// expanded, the integration tests included.
+#[doc(hidden)]
+pub mod on_postgres {
     pub(crate) use super::blast::postgres::*;
     pub(crate) use super::campaign::postgres::*;
     pub(crate) use super::carrier::postgres::*;
