@@ -19,10 +19,10 @@ use crate::domain::carrier::CarrierTable;
 use crate::domain::opt::OptStatus;
 use crate::domain::phone::{PhoneNumber, Sender, parse_region};
 use crate::store::campaign::Campaign;
-use crate::store::inbound::{NewInbound, insert_inbound};
+use crate::store::inbound::NewInbound;
 use crate::store::sends::NewTransaction;
-use crate::store::user::{OptSource, release_held, set_opt_in};
-use crate::store::webhook::{NewWebhook, enqueue_webhook};
+use crate::store::user::OptSource;
+use crate::store::webhook::NewWebhook;
 use crate::store::{Store, now_ms};
 
 /// A message from a phone, as a connector hands it over.
@@ -81,7 +81,7 @@ impl fmt::Display for Received {
 
 /// What the first word asks for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Command {
+pub(crate) enum Command {
     Stop,
     StopAll,
     Start,
@@ -154,31 +154,34 @@ pub async fn receive(
     let targets = route(store, &message, command, &first_two).await?;
     let number = message.from.digits();
 
-    let mut tx = store.writer.begin().await?;
-    let inbound_id = insert_inbound(
-        &mut tx,
-        &NewInbound {
-            sender: number,
-            shortcode: &message.to,
-            body: &message.text,
-            subject: &message.subject,
-            campaign_id: targets.first().map(|c| c.id),
-            carrier_id: carrier.as_ref().map(|(id, _)| *id),
-        },
-    )
-    .await?;
-    let mut outcome = "unrouted";
-    let mut webhooks = 0;
-    for campaign in &targets {
-        let (event, callback_event) = apply(&mut tx, command, number, campaign.id).await?;
-        outcome = event;
-        if !campaign.callback_url.is_empty() {
-            let hook = mo_webhook(campaign, callback_event, &message, carrier.as_ref());
-            enqueue_webhook(&mut tx, &hook).await?;
-            webhooks += 1;
+    let (inbound_id, outcome, webhooks) = crate::with_db!(store, |pool, writer| {
+        let mut tx = writer.begin().await?;
+        let inbound_id = on::insert_inbound(
+            &mut tx,
+            &NewInbound {
+                sender: number,
+                shortcode: &message.to,
+                body: &message.text,
+                subject: &message.subject,
+                campaign_id: targets.first().map(|c| c.id),
+                carrier_id: carrier.as_ref().map(|(id, _)| *id),
+            },
+        )
+        .await?;
+        let mut outcome = "unrouted";
+        let mut webhooks = 0;
+        for campaign in &targets {
+            let (event, callback_event) = on::apply(&mut tx, command, number, campaign.id).await?;
+            outcome = event;
+            if !campaign.callback_url.is_empty() {
+                let hook = mo_webhook(campaign, callback_event, &message, carrier.as_ref());
+                on::enqueue_webhook(&mut tx, &hook).await?;
+                webhooks += 1;
+            }
         }
-    }
-    tx.commit().await?;
+        tx.commit().await?;
+        (inbound_id, outcome, webhooks)
+    });
 
     let reply = match reply_text(command, &targets) {
         Some((campaign, text)) => {
@@ -247,48 +250,6 @@ async fn route(
                 .collect())
         }
     }
-}
-
-/// Applies a command to one campaign inside the transaction; returns the
-/// outcome and the callback event of spec section 6.1.
-async fn apply(
-    tx: &mut sqlx::SqliteConnection,
-    command: Command,
-    number: &str,
-    campaign_id: i64,
-) -> sqlx::Result<(&'static str, &'static str)> {
-    Ok(match command {
-        Command::Stop | Command::StopAll => {
-            set_opt_in(
-                tx,
-                number,
-                campaign_id,
-                OptStatus::OptedOut,
-                OptSource::Keyword,
-            )
-            .await?;
-            ("stop", "stop")
-        }
-        Command::Start => {
-            let before = set_opt_in(
-                tx,
-                number,
-                campaign_id,
-                OptStatus::OptedIn,
-                OptSource::Keyword,
-            )
-            .await?;
-            if before == OptStatus::Grey {
-                release_held(tx, number, campaign_id).await?;
-                ("reply-y", "reply-y")
-            } else {
-                // Not an answer to a prompt: the campaign still sees the message.
-                ("opt-in", "message-in")
-            }
-        }
-        Command::Help => ("help", "help"),
-        Command::Message => ("message-in", "message-in"),
-    })
 }
 
 /// The text to send back, and the campaign it comes from.
@@ -448,6 +409,50 @@ impl MoFields<'_> {
             body["images"] = serde_json::Value::Array(images);
         }
         body.to_string()
+    }
+}
+
+crate::store::dual! {
+    /// Applies a command to one campaign inside the transaction; returns the
+    /// outcome and the callback event of spec section 6.1.
+    pub(crate) async fn apply(
+        tx: &mut Conn,
+        command: Command,
+        number: &str,
+        campaign_id: i64,
+    ) -> sqlx::Result<(&'static str, &'static str)> {
+        Ok(match command {
+            Command::Stop | Command::StopAll => {
+                on::set_opt_in(
+                    tx,
+                    number,
+                    campaign_id,
+                    OptStatus::OptedOut,
+                    OptSource::Keyword,
+                )
+                .await?;
+                ("stop", "stop")
+            }
+            Command::Start => {
+                let before = on::set_opt_in(
+                    tx,
+                    number,
+                    campaign_id,
+                    OptStatus::OptedIn,
+                    OptSource::Keyword,
+                )
+                .await?;
+                if before == OptStatus::Grey {
+                    on::release_held(tx, number, campaign_id).await?;
+                    ("reply-y", "reply-y")
+                } else {
+                    // Not an answer to a prompt: the campaign still sees the message.
+                    ("opt-in", "message-in")
+                }
+            }
+            Command::Help => ("help", "help"),
+            Command::Message => ("message-in", "message-in"),
+        })
     }
 }
 

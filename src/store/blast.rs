@@ -7,10 +7,11 @@
 //! worker counts `sent` and `failed`) → `done` (every transaction ended;
 //! the callback is queued in the same commit).
 
+use crate::store::dual;
+use crate::with_db;
 use sqlx::Row;
 
-use super::list::mark_list_used;
-use super::webhook::{NewWebhook, enqueue_webhook};
+use super::webhook::NewWebhook;
 use super::{Store, now};
 
 /// A blast to create.
@@ -45,60 +46,48 @@ pub struct Blast {
     pub state: String,
 }
 
-fn blast_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Blast> {
-    Ok(Blast {
-        id: row.try_get("id")?,
-        client_id: row.try_get("client_id")?,
-        list_id: row.try_get("list_id")?,
-        campaign_id: row.try_get("campaign_id")?,
-        request: row.try_get("request")?,
-        callback: row.try_get("callback")?,
-        total: row.try_get("total")?,
-        queued: row.try_get("queued")?,
-        skipped: row.try_get("skipped")?,
-        sent: row.try_get("sent")?,
-        failed: row.try_get("failed")?,
-        cursor: row.try_get("cursor")?,
-        state: row.try_get("state")?,
-    })
-}
-
 impl Store {
     /// Stores a new blast and marks its list used, in one commit.
     pub async fn create_blast(&self, blast: &NewBlast) -> sqlx::Result<i64> {
         self.check_faults()?;
-        let mut tx = self.writer.begin().await?;
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO blasts (client_id, list_id, campaign_id, request, callback, created_at)
-             VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
-        )
-        .bind(blast.client_id)
-        .bind(blast.list_id)
-        .bind(blast.campaign_id)
-        .bind(&blast.request)
-        .bind(&blast.callback)
-        .bind(now())
-        .fetch_one(&mut *tx)
-        .await?;
-        mark_list_used(&mut tx, blast.list_id).await?;
-        tx.commit().await?;
-        Ok(id)
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO blasts (client_id, list_id, campaign_id, request, callback, created_at)
+                 VALUES ($1, $2, $3, $4, $5, $6) RETURNING id",
+            )
+            .bind(blast.client_id)
+            .bind(blast.list_id)
+            .bind(blast.campaign_id)
+            .bind(&blast.request)
+            .bind(&blast.callback)
+            .bind(now())
+            .fetch_one(&mut *tx)
+            .await?;
+            on::mark_list_used(&mut tx, blast.list_id).await?;
+            tx.commit().await?;
+            Ok(id)
+        })
     }
 
     pub async fn blast(&self, id: i64) -> sqlx::Result<Option<Blast>> {
-        let row = sqlx::query("SELECT * FROM blasts WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(blast_from_row).transpose()
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query("SELECT * FROM blasts WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(on::blast_from_row).transpose()
+        })
     }
 
     /// Blasts not done yet, oldest first.
     pub async fn active_blasts(&self) -> sqlx::Result<Vec<Blast>> {
-        let rows = sqlx::query("SELECT * FROM blasts WHERE state <> 'done' ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(blast_from_row).collect()
+        with_db!(self, |pool, writer| {
+            let rows = sqlx::query("SELECT * FROM blasts WHERE state <> 'done' ORDER BY id")
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(on::blast_from_row).collect()
+        })
     }
 
     /// Records one page of members handled: the cursor moves from `from`
@@ -112,50 +101,76 @@ impl Store {
         queued: i64,
         skipped: i64,
     ) -> sqlx::Result<bool> {
-        let done = sqlx::query(
-            "UPDATE blasts SET cursor = $3, queued = queued + $4, skipped = skipped + $5
-             WHERE id = $1 AND cursor = $2 AND state = 'queueing'",
-        )
-        .bind(id)
-        .bind(from)
-        .bind(to)
-        .bind(queued)
-        .bind(skipped)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected() == 1)
+        with_db!(self, |pool, writer| {
+            let done = sqlx::query(
+                "UPDATE blasts SET cursor = $3, queued = queued + $4, skipped = skipped + $5
+                 WHERE id = $1 AND cursor = $2 AND state = 'queueing'",
+            )
+            .bind(id)
+            .bind(from)
+            .bind(to)
+            .bind(queued)
+            .bind(skipped)
+            .execute(writer)
+            .await?;
+            Ok(done.rows_affected() == 1)
+        })
     }
 
     /// Every member was handled: the total is fixed and sending begins.
     pub async fn blast_all_queued(&self, id: i64) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE blasts SET state = 'sending', total = queued + skipped
-             WHERE id = $1 AND state = 'queueing'",
-        )
-        .bind(id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        with_db!(self, |pool, writer| {
+            sqlx::query(
+                "UPDATE blasts SET state = 'sending', total = queued + skipped
+                 WHERE id = $1 AND state = 'queueing'",
+            )
+            .bind(id)
+            .execute(writer)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Marks a blast done once every queued transaction has ended, queueing
     /// its callback in the same commit; false while some are still under way.
     pub async fn finish_blast(&self, id: i64, webhook: Option<&NewWebhook>) -> sqlx::Result<bool> {
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE blasts SET state = 'done'
-             WHERE id = $1 AND state = 'sending' AND sent + failed >= queued",
-        )
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        if let Some(hook) = webhook {
-            enqueue_webhook(&mut tx, hook).await?;
-        }
-        tx.commit().await?;
-        Ok(true)
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let done = sqlx::query(
+                "UPDATE blasts SET state = 'done'
+                 WHERE id = $1 AND state = 'sending' AND sent + failed >= queued",
+            )
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            if let Some(hook) = webhook {
+                on::enqueue_webhook(&mut tx, hook).await?;
+            }
+            tx.commit().await?;
+            Ok(true)
+        })
+    }
+}
+
+dual! {
+    pub(crate) fn blast_from_row(row: &DbRow) -> sqlx::Result<Blast> {
+        Ok(Blast {
+            id: row.try_get("id")?,
+            client_id: row.try_get("client_id")?,
+            list_id: row.try_get("list_id")?,
+            campaign_id: row.try_get("campaign_id")?,
+            request: row.try_get("request")?,
+            callback: row.try_get("callback")?,
+            total: row.try_get("total")?,
+            queued: row.try_get("queued")?,
+            skipped: row.try_get("skipped")?,
+            sent: row.try_get("sent")?,
+            failed: row.try_get("failed")?,
+            cursor: row.try_get("cursor")?,
+            state: row.try_get("state")?,
+        })
     }
 }

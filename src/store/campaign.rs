@@ -1,9 +1,10 @@
 //! Campaigns (spec section 5.7): a client's sending settings.
 
-use sqlx::{Row, SqliteConnection};
+use crate::store::dual;
+use crate::with_db;
+use sqlx::Row;
 
 use super::Store;
-use super::keyword::{release_keywords, set_master};
 
 /// A campaign's settings, in the order of `campaign.create`'s parameters.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -31,34 +32,17 @@ pub struct Campaign {
     pub destroyed: bool,
 }
 
-pub(crate) fn campaign_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Campaign> {
-    Ok(Campaign {
-        id: row.try_get("id")?,
-        client_id: row.try_get("client_id")?,
-        name: row.try_get("name")?,
-        kind: row.try_get("type")?,
-        sender: row.try_get("sender")?,
-        keyword: row.try_get("keyword")?,
-        callback_url: row.try_get("callback_url")?,
-        callback_format: row.try_get("callback_format")?,
-        opt_in: row.try_get("opt_in")?,
-        require_names: row.try_get::<i64, _>("require_names")? != 0,
-        help_message: row.try_get("help_message")?,
-        stop_message: row.try_get("stop_message")?,
-        mms_fallback: row.try_get("mms_fallback")?,
-        destroyed: row.try_get::<Option<i64>, _>("destroyed_at")?.is_some(),
-    })
-}
-
 impl Store {
     /// A campaign by id, destroyed or not (callers decide what that means).
     pub async fn campaign(&self, id: i64) -> sqlx::Result<Option<Campaign>> {
         self.check_faults()?;
-        let row = sqlx::query("SELECT * FROM campaigns WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(campaign_from_row).transpose()
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query("SELECT * FROM campaigns WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(on::campaign_from_row).transpose()
+        })
     }
 }
 
@@ -98,39 +82,41 @@ impl Store {
         check_name: bool,
     ) -> sqlx::Result<Result<i64, Conflict>> {
         self.check_faults()?;
-        // IMMEDIATE: the name check and the insert must not interleave with
-        // another writer's (SQLite has one writer; this takes its lock first).
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if check_name && name_taken(&mut tx, c.client_id, &c.name, None).await? {
-            return Ok(Err(Conflict::NameTaken));
-        }
-        let id: i64 = sqlx::query_scalar(
-            "INSERT INTO campaigns (id, client_id, name, type, sender, keyword, callback_url, callback_format,
-             opt_in, require_names, help_message, stop_message, mms_fallback, created_at)
-             VALUES ((SELECT MAX(COALESCE(MAX(id) + 1, 20001), 20001) FROM campaigns),
-                     $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
-             RETURNING id",
-        )
-        .bind(c.client_id)
-        .bind(&c.name)
-        .bind(&c.kind)
-        .bind(&c.sender)
-        .bind(&c.keyword)
-        .bind(&c.callback_url)
-        .bind(&c.callback_format)
-        .bind(&c.opt_in)
-        .bind(c.require_names as i64)
-        .bind(&c.help_message)
-        .bind(&c.stop_message)
-        .bind(&c.mms_fallback)
-        .bind(super::now())
-        .fetch_one(&mut *tx)
-        .await?;
-        if !set_master(&mut tx, id, master_of(c, shortcode)).await? {
-            return Ok(Err(Conflict::KeywordTaken));
-        }
-        tx.commit().await?;
-        Ok(Ok(id))
+        with_db!(self, |pool, writer| {
+            // IMMEDIATE: the name check and the insert must not interleave with
+            // another writer's (SQLite has one writer; this takes its lock first).
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            if check_name && on::name_taken(&mut tx, c.client_id, &c.name, None).await? {
+                return Ok(Err(Conflict::NameTaken));
+            }
+            let id: i64 = sqlx::query_scalar(
+                "INSERT INTO campaigns (id, client_id, name, type, sender, keyword, callback_url, callback_format,
+                 opt_in, require_names, help_message, stop_message, mms_fallback, created_at)
+                 VALUES ((SELECT MAX(COALESCE(MAX(id) + 1, 20001), 20001) FROM campaigns),
+                         $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+                 RETURNING id",
+            )
+            .bind(c.client_id)
+            .bind(&c.name)
+            .bind(&c.kind)
+            .bind(&c.sender)
+            .bind(&c.keyword)
+            .bind(&c.callback_url)
+            .bind(&c.callback_format)
+            .bind(&c.opt_in)
+            .bind(c.require_names as i64)
+            .bind(&c.help_message)
+            .bind(&c.stop_message)
+            .bind(&c.mms_fallback)
+            .bind(super::now())
+            .fetch_one(&mut *tx)
+            .await?;
+            if !on::set_master(&mut tx, id, master_of(c, shortcode)).await? {
+                return Ok(Err(Conflict::KeywordTaken));
+            }
+            tx.commit().await?;
+            Ok(Ok(id))
+        })
     }
 
     /// Replaces a campaign's settings with `c` and puts its master keyword on
@@ -141,69 +127,75 @@ impl Store {
         shortcode: Option<&str>,
     ) -> sqlx::Result<Result<(), Conflict>> {
         self.check_faults()?;
-        let mut tx = self.pool.begin_with("BEGIN IMMEDIATE").await?;
-        if name_taken(&mut tx, c.client_id, &c.name, Some(c.id)).await? {
-            return Ok(Err(Conflict::NameTaken));
-        }
-        sqlx::query(
-            "UPDATE campaigns SET name = $1, type = $2, sender = $3, keyword = $4, callback_url = $5,
-             callback_format = $6, opt_in = $7, require_names = $8, help_message = $9, stop_message = $10,
-             mms_fallback = $11
-             WHERE id = $12 AND destroyed_at IS NULL",
-        )
-        .bind(&c.name)
-        .bind(&c.kind)
-        .bind(&c.sender)
-        .bind(&c.keyword)
-        .bind(&c.callback_url)
-        .bind(&c.callback_format)
-        .bind(&c.opt_in)
-        .bind(c.require_names as i64)
-        .bind(&c.help_message)
-        .bind(&c.stop_message)
-        .bind(&c.mms_fallback)
-        .bind(c.id)
-        .execute(&mut *tx)
-        .await?;
-        if !set_master(&mut tx, c.id, master_of(c, shortcode)).await? {
-            return Ok(Err(Conflict::KeywordTaken));
-        }
-        tx.commit().await?;
-        Ok(Ok(()))
+        with_db!(self, |pool, writer| {
+            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            if on::name_taken(&mut tx, c.client_id, &c.name, Some(c.id)).await? {
+                return Ok(Err(Conflict::NameTaken));
+            }
+            sqlx::query(
+                "UPDATE campaigns SET name = $1, type = $2, sender = $3, keyword = $4, callback_url = $5,
+                 callback_format = $6, opt_in = $7, require_names = $8, help_message = $9, stop_message = $10,
+                 mms_fallback = $11
+                 WHERE id = $12 AND destroyed_at IS NULL",
+            )
+            .bind(&c.name)
+            .bind(&c.kind)
+            .bind(&c.sender)
+            .bind(&c.keyword)
+            .bind(&c.callback_url)
+            .bind(&c.callback_format)
+            .bind(&c.opt_in)
+            .bind(c.require_names as i64)
+            .bind(&c.help_message)
+            .bind(&c.stop_message)
+            .bind(&c.mms_fallback)
+            .bind(c.id)
+            .execute(&mut *tx)
+            .await?;
+            if !on::set_master(&mut tx, c.id, master_of(c, shortcode)).await? {
+                return Ok(Err(Conflict::KeywordTaken));
+            }
+            tx.commit().await?;
+            Ok(Ok(()))
+        })
     }
 
     /// Marks a campaign destroyed and releases its keywords; false when it
     /// was not live.
     pub async fn destroy_campaign(&self, id: i64) -> sqlx::Result<bool> {
         self.check_faults()?;
-        let mut tx = self.writer.begin().await?;
-        let done = sqlx::query(
-            "UPDATE campaigns SET destroyed_at = $1 WHERE id = $2 AND destroyed_at IS NULL",
-        )
-        .bind(super::now())
-        .bind(id)
-        .execute(&mut *tx)
-        .await?;
-        if done.rows_affected() == 0 {
-            return Ok(false);
-        }
-        release_keywords(&mut tx, id).await?;
-        tx.commit().await?;
-        Ok(true)
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let done = sqlx::query(
+                "UPDATE campaigns SET destroyed_at = $1 WHERE id = $2 AND destroyed_at IS NULL",
+            )
+            .bind(super::now())
+            .bind(id)
+            .execute(&mut *tx)
+            .await?;
+            if done.rows_affected() == 0 {
+                return Ok(false);
+            }
+            on::release_keywords(&mut tx, id).await?;
+            tx.commit().await?;
+            Ok(true)
+        })
     }
 
     /// A client's live campaigns, newest first, `limit` at most.
     pub async fn campaigns(&self, client_id: i64, limit: i64) -> sqlx::Result<Vec<Campaign>> {
         self.check_faults()?;
-        let rows = sqlx::query(
-            "SELECT * FROM campaigns WHERE client_id = $1 AND destroyed_at IS NULL
-             ORDER BY id DESC LIMIT $2",
-        )
-        .bind(client_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(campaign_from_row).collect()
+        with_db!(self, |pool, writer| {
+            let rows = sqlx::query(
+                "SELECT * FROM campaigns WHERE client_id = $1 AND destroyed_at IS NULL
+                 ORDER BY id DESC LIMIT $2",
+            )
+            .bind(client_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(on::campaign_from_row).collect()
+        })
     }
 }
 
@@ -224,22 +216,43 @@ fn master_of<'a>(c: &'a Campaign, shortcode: Option<&'a str>) -> Option<(&'a str
     }
 }
 
-/// Names are unique among a client's live campaigns (spec section 5.7).
-async fn name_taken(
-    conn: &mut SqliteConnection,
-    client_id: i64,
-    name: &str,
-    except: Option<i64>,
-) -> sqlx::Result<bool> {
-    let found: Option<i64> = sqlx::query_scalar(
-        "SELECT id FROM campaigns
-         WHERE client_id = $1 AND name = $2 AND destroyed_at IS NULL AND ($3 IS NULL OR id <> $3)
-         LIMIT 1",
-    )
-    .bind(client_id)
-    .bind(name)
-    .bind(except)
-    .fetch_optional(&mut *conn)
-    .await?;
-    Ok(found.is_some())
+dual! {
+    pub(crate) fn campaign_from_row(row: &DbRow) -> sqlx::Result<Campaign> {
+        Ok(Campaign {
+            id: row.try_get("id")?,
+            client_id: row.try_get("client_id")?,
+            name: row.try_get("name")?,
+            kind: row.try_get("type")?,
+            sender: row.try_get("sender")?,
+            keyword: row.try_get("keyword")?,
+            callback_url: row.try_get("callback_url")?,
+            callback_format: row.try_get("callback_format")?,
+            opt_in: row.try_get("opt_in")?,
+            require_names: row.try_get::<i64, _>("require_names")? != 0,
+            help_message: row.try_get("help_message")?,
+            stop_message: row.try_get("stop_message")?,
+            mms_fallback: row.try_get("mms_fallback")?,
+            destroyed: row.try_get::<Option<i64>, _>("destroyed_at")?.is_some(),
+        })
+    }
+
+    /// Names are unique among a client's live campaigns (spec section 5.7).
+    pub(crate) async fn name_taken(
+        conn: &mut Conn,
+        client_id: i64,
+        name: &str,
+        except: Option<i64>,
+    ) -> sqlx::Result<bool> {
+        let found: Option<i64> = sqlx::query_scalar(
+            "SELECT id FROM campaigns
+             WHERE client_id = $1 AND name = $2 AND destroyed_at IS NULL AND ($3 IS NULL OR id <> $3)
+             LIMIT 1",
+        )
+        .bind(client_id)
+        .bind(name)
+        .bind(except)
+        .fetch_optional(&mut *conn)
+        .await?;
+        Ok(found.is_some())
+    }
 }

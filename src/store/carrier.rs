@@ -6,9 +6,11 @@
 //! inside it, so millions of rows take seconds and a running server's
 //! writes interleave between batches.
 
+use crate::store::dual;
+use crate::with_db;
 use std::collections::{HashMap, HashSet};
 
-use sqlx::{QueryBuilder, Row, Sqlite};
+use sqlx::{QueryBuilder, Row};
 
 use super::{Store, now};
 use crate::config::CarrierConfig;
@@ -33,53 +35,37 @@ pub struct CarrierCounts {
     pub barred: i64,
 }
 
-fn carrier_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Carrier> {
-    let prefixes: String = row.try_get("prefixes")?;
-    Ok(Carrier {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        prefixes: prefixes
-            .split(',')
-            .map(str::trim)
-            .filter(|p| !p.is_empty())
-            .map(str::to_string)
-            .collect(),
-        served: row.try_get::<i64, _>("served")? != 0,
-        mms: row.try_get::<i64, _>("mms")? != 0,
-        connector: row.try_get("connector")?,
-        mms_max_bytes: row.try_get("mms_max_bytes")?,
-    })
-}
-
 impl Store {
     /// Loads every carrier, ported number and barred number into memory.
     /// Rows are streamed into the maps, so a million ported numbers never
     /// sit in memory twice.
     pub async fn carrier_table(&self) -> sqlx::Result<CarrierTable> {
-        let started = std::time::Instant::now();
-        let carriers = self.carriers().await?;
-        let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ported_numbers")
-            .fetch_one(&self.pool)
+        with_db!(self, |pool, writer| {
+            let started = std::time::Instant::now();
+            let carriers = self.carriers().await?;
+            let count: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM ported_numbers")
+                .fetch_one(pool)
+                .await?;
+            let mut ported = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
+            self.load_numbers(PORTED_CHUNK, |key, carrier_id| {
+                ported.insert(key, carrier_id);
+            })
             .await?;
-        let mut ported = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
-        self.load_numbers(PORTED_CHUNK, |key, carrier_id| {
-            ported.insert(key, carrier_id);
+            let mut blacklist = HashSet::new();
+            self.load_numbers(BLACKLIST_CHUNK, |key, carrier_id| {
+                blacklist.insert((key, carrier_id));
+            })
+            .await?;
+            let (ported_len, barred_len) = (ported.len(), blacklist.len());
+            let table = CarrierTable::new(carriers, ported, blacklist);
+            tracing::debug!(
+                ported = ported_len,
+                barred = barred_len,
+                elapsed_ms = started.elapsed().as_millis() as u64,
+                "carrier table loaded"
+            );
+            Ok(table)
         })
-        .await?;
-        let mut blacklist = HashSet::new();
-        self.load_numbers(BLACKLIST_CHUNK, |key, carrier_id| {
-            blacklist.insert((key, carrier_id));
-        })
-        .await?;
-        let (ported_len, barred_len) = (ported.len(), blacklist.len());
-        let table = CarrierTable::new(carriers, ported, blacklist);
-        tracing::debug!(
-            ported = ported_len,
-            barred = barred_len,
-            elapsed_ms = started.elapsed().as_millis() as u64,
-            "carrier table loaded"
-        );
-        Ok(table)
     }
 
     /// Reads every (number, carrier id) that `chunk_sql` packs into `each`.
@@ -91,117 +77,130 @@ impl Store {
         chunk_sql: &'static str,
         mut each: impl FnMut(u64, i64),
     ) -> sqlx::Result<()> {
-        let mut after = 0_i64;
-        loop {
-            let (last, packed): (Option<i64>, Option<String>) = sqlx::query_as(chunk_sql)
-                .bind(after)
-                .fetch_one(&self.pool)
-                .await?;
-            let (Some(last), Some(packed)) = (last, packed) else {
-                return Ok(());
-            };
-            for pair in packed.split(',') {
-                let parsed = pair.split_once(':').and_then(|(number, carrier_id)| {
-                    Some((number_key(number)?, carrier_id.parse().ok()?))
-                });
-                if let Some((key, carrier_id)) = parsed {
-                    each(key, carrier_id);
+        with_db!(self, |pool, writer| {
+            let mut after = 0_i64;
+            loop {
+                let (last, packed): (Option<i64>, Option<String>) = sqlx::query_as(chunk_sql)
+                    .bind(after)
+                    .fetch_one(pool)
+                    .await?;
+                let (Some(last), Some(packed)) = (last, packed) else {
+                    return Ok(());
+                };
+                for pair in packed.split(',') {
+                    let parsed = pair.split_once(':').and_then(|(number, carrier_id)| {
+                        Some((number_key(number)?, carrier_id.parse().ok()?))
+                    });
+                    if let Some((key, carrier_id)) = parsed {
+                        each(key, carrier_id);
+                    }
                 }
+                after = last;
             }
-            after = last;
-        }
+        })
     }
 
     /// Every stored carrier, by id.
     pub async fn carriers(&self) -> sqlx::Result<Vec<Carrier>> {
-        sqlx::query("SELECT id, name, prefixes, served, mms, connector, mms_max_bytes FROM carriers ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(carrier_from_row)
-            .collect()
+        with_db!(self, |pool, writer| {
+            sqlx::query("SELECT id, name, prefixes, served, mms, connector, mms_max_bytes FROM carriers ORDER BY id")
+                .fetch_all(pool)
+                .await?
+                .iter()
+                .map(on::carrier_from_row)
+                .collect()
+        })
     }
 
     pub async fn carrier(&self, id: i64) -> sqlx::Result<Option<Carrier>> {
-        sqlx::query("SELECT id, name, prefixes, served, mms, connector, mms_max_bytes FROM carriers WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?
-            .as_ref()
-            .map(carrier_from_row)
-            .transpose()
+        with_db!(self, |pool, writer| {
+            sqlx::query("SELECT id, name, prefixes, served, mms, connector, mms_max_bytes FROM carriers WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?
+                .as_ref()
+                .map(on::carrier_from_row)
+                .transpose()
+        })
     }
 
     /// Ported and barred numbers per carrier id.
     pub async fn carrier_counts(&self) -> sqlx::Result<HashMap<i64, CarrierCounts>> {
-        let mut counts: HashMap<i64, CarrierCounts> = HashMap::new();
-        let ported: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT carrier_id, COUNT(*) FROM ported_numbers GROUP BY carrier_id")
-                .fetch_all(&self.pool)
-                .await?;
-        for (id, n) in ported {
-            counts.entry(id).or_default().ported = n;
-        }
-        let barred: Vec<(i64, i64)> =
-            sqlx::query_as("SELECT carrier_id, COUNT(*) FROM blacklist GROUP BY carrier_id")
-                .fetch_all(&self.pool)
-                .await?;
-        for (id, n) in barred {
-            counts.entry(id).or_default().barred = n;
-        }
-        Ok(counts)
+        with_db!(self, |pool, writer| {
+            let mut counts: HashMap<i64, CarrierCounts> = HashMap::new();
+            let ported: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT carrier_id, COUNT(*) FROM ported_numbers GROUP BY carrier_id",
+            )
+            .fetch_all(pool)
+            .await?;
+            for (id, n) in ported {
+                counts.entry(id).or_default().ported = n;
+            }
+            let barred: Vec<(i64, i64)> =
+                sqlx::query_as("SELECT carrier_id, COUNT(*) FROM blacklist GROUP BY carrier_id")
+                    .fetch_all(pool)
+                    .await?;
+            for (id, n) in barred {
+                counts.entry(id).or_default().barred = n;
+            }
+            Ok(counts)
+        })
     }
 
     /// Inserts or replaces a carrier; `true` when the stored row changed.
     pub async fn upsert_carrier(&self, carrier: &Carrier) -> sqlx::Result<bool> {
-        if self.carrier(carrier.id).await?.as_ref() == Some(carrier) {
-            return Ok(false);
-        }
-        sqlx::query(
-            "INSERT INTO carriers (id, name, prefixes, served, mms, connector, mms_max_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)
-             ON CONFLICT (id) DO UPDATE SET name = excluded.name, prefixes = excluded.prefixes,
-                served = excluded.served, mms = excluded.mms, connector = excluded.connector,
-                mms_max_bytes = excluded.mms_max_bytes",
-        )
-        .bind(carrier.id)
-        .bind(&carrier.name)
-        .bind(carrier.prefixes.join(","))
-        .bind(i64::from(carrier.served))
-        .bind(i64::from(carrier.mms))
-        .bind(&carrier.connector)
-        .bind(carrier.mms_max_bytes)
-        .execute(&self.writer)
-        .await?;
-        Ok(true)
+        with_db!(self, |pool, writer| {
+            if self.carrier(carrier.id).await?.as_ref() == Some(carrier) {
+                return Ok(false);
+            }
+            sqlx::query(
+                "INSERT INTO carriers (id, name, prefixes, served, mms, connector, mms_max_bytes) VALUES ($1, $2, $3, $4, $5, $6, $7)
+                 ON CONFLICT (id) DO UPDATE SET name = excluded.name, prefixes = excluded.prefixes,
+                    served = excluded.served, mms = excluded.mms, connector = excluded.connector,
+                    mms_max_bytes = excluded.mms_max_bytes",
+            )
+            .bind(carrier.id)
+            .bind(&carrier.name)
+            .bind(carrier.prefixes.join(","))
+            .bind(i64::from(carrier.served))
+            .bind(i64::from(carrier.mms))
+            .bind(&carrier.connector)
+            .bind(carrier.mms_max_bytes)
+            .execute(writer)
+            .await?;
+            Ok(true)
+        })
     }
 
     /// Removes a carrier with its ported and barred numbers (they would
     /// point nowhere); `None` when there was no such carrier.
     pub async fn remove_carrier(&self, id: i64) -> sqlx::Result<Option<CarrierCounts>> {
-        let mut tx = self.writer.begin().await?;
-        let removed = sqlx::query("DELETE FROM carriers WHERE id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        if removed == 0 {
-            return Ok(None);
-        }
-        let ported = sqlx::query("DELETE FROM ported_numbers WHERE carrier_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        let barred = sqlx::query("DELETE FROM blacklist WHERE carrier_id = $1")
-            .bind(id)
-            .execute(&mut *tx)
-            .await?
-            .rows_affected();
-        tx.commit().await?;
-        Ok(Some(CarrierCounts {
-            ported: ported as i64,
-            barred: barred as i64,
-        }))
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let removed = sqlx::query("DELETE FROM carriers WHERE id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            if removed == 0 {
+                return Ok(None);
+            }
+            let ported = sqlx::query("DELETE FROM ported_numbers WHERE carrier_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            let barred = sqlx::query("DELETE FROM blacklist WHERE carrier_id = $1")
+                .bind(id)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+            tx.commit().await?;
+            Ok(Some(CarrierCounts {
+                ported: ported as i64,
+                barred: barred as i64,
+            }))
+        })
     }
 
     /// Upserts the carriers declared in the configuration file (spec
@@ -247,43 +246,49 @@ impl Store {
     /// Writes one batch of ported numbers (E.164 digits, carrier id) in one
     /// transaction; a number already ported moves to the new carrier.
     pub async fn import_ported(&self, rows: &[(String, i64)]) -> sqlx::Result<()> {
-        let mut tx = self.writer.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO ported_numbers (number, carrier_id) ");
-            insert.push_values(chunk, |mut row, (number, carrier_id)| {
-                row.push_bind(number).push_bind(carrier_id);
-            });
-            insert.push(" ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id");
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut insert: QueryBuilder<Db> =
+                    QueryBuilder::new("INSERT INTO ported_numbers (number, carrier_id) ");
+                insert.push_values(chunk, |mut row, (number, carrier_id)| {
+                    row.push_bind(number).push_bind(carrier_id);
+                });
+                insert.push(" ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id");
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })
     }
 
     /// Writes one batch of barred numbers (E.164 digits, carrier id) in one
     /// transaction; numbers already barred stay as they are.
     pub async fn import_blacklist(&self, rows: &[(String, i64)]) -> sqlx::Result<()> {
-        let at = now();
-        let mut tx = self.writer.begin().await?;
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            let mut insert: QueryBuilder<Sqlite> =
-                QueryBuilder::new("INSERT INTO blacklist (number, carrier_id, created_at) ");
-            insert.push_values(chunk, |mut row, (number, carrier_id)| {
-                row.push_bind(number).push_bind(carrier_id).push_bind(at);
-            });
-            insert.push(" ON CONFLICT (number, carrier_id) DO NOTHING");
-            insert.build().execute(&mut *tx).await?;
-        }
-        tx.commit().await
+        with_db!(self, |pool, writer| {
+            let at = now();
+            let mut tx = writer.begin().await?;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                let mut insert: QueryBuilder<Db> =
+                    QueryBuilder::new("INSERT INTO blacklist (number, carrier_id, created_at) ");
+                insert.push_values(chunk, |mut row, (number, carrier_id)| {
+                    row.push_bind(number).push_bind(carrier_id).push_bind(at);
+                });
+                insert.push(" ON CONFLICT (number, carrier_id) DO NOTHING");
+                insert.build().execute(&mut *tx).await?;
+            }
+            tx.commit().await
+        })
     }
 
     /// Forgets a ported-number entry; `false` when there was none.
     pub async fn remove_ported(&self, number: &PhoneNumber) -> sqlx::Result<bool> {
-        let done = sqlx::query("DELETE FROM ported_numbers WHERE number = $1")
-            .bind(number.digits())
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected() > 0)
+        with_db!(self, |pool, writer| {
+            let done = sqlx::query("DELETE FROM ported_numbers WHERE number = $1")
+                .bind(number.digits())
+                .execute(writer)
+                .await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Lifts a bar on one carrier, or on every carrier with `None`;
@@ -293,24 +298,48 @@ impl Store {
         number: &PhoneNumber,
         carrier_id: Option<i64>,
     ) -> sqlx::Result<u64> {
-        let done = sqlx::query(
-            "DELETE FROM blacklist WHERE number = $1 AND ($2 IS NULL OR carrier_id = $2)",
-        )
-        .bind(number.digits())
-        .bind(carrier_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(done.rows_affected())
+        with_db!(self, |pool, writer| {
+            let done = sqlx::query(
+                "DELETE FROM blacklist WHERE number = $1 AND ($2 IS NULL OR carrier_id = $2)",
+            )
+            .bind(number.digits())
+            .bind(carrier_id)
+            .execute(writer)
+            .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     /// Bars a number on a carrier, durably.
     pub async fn bar_number(&self, number: &PhoneNumber, carrier_id: i64) -> sqlx::Result<()> {
-        sqlx::query("INSERT INTO blacklist (number, carrier_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
-            .bind(number.digits())
-            .bind(carrier_id)
-            .bind(now())
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        with_db!(self, |pool, writer| {
+            sqlx::query("INSERT INTO blacklist (number, carrier_id, created_at) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING")
+                .bind(number.digits())
+                .bind(carrier_id)
+                .bind(now())
+                .execute(writer)
+                .await?;
+            Ok(())
+        })
+    }
+}
+
+dual! {
+    pub(crate) fn carrier_from_row(row: &DbRow) -> sqlx::Result<Carrier> {
+        let prefixes: String = row.try_get("prefixes")?;
+        Ok(Carrier {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            prefixes: prefixes
+                .split(',')
+                .map(str::trim)
+                .filter(|p| !p.is_empty())
+                .map(str::to_string)
+                .collect(),
+            served: row.try_get::<i64, _>("served")? != 0,
+            mms: row.try_get::<i64, _>("mms")? != 0,
+            connector: row.try_get("connector")?,
+            mms_max_bytes: row.try_get("mms_max_bytes")?,
+        })
     }
 }

@@ -1,5 +1,7 @@
 //! Clients: the businesses that call the API, their credentials and senders.
 
+use crate::store::dual;
+use crate::with_db;
 use ipnet::IpNet;
 use rand::Rng;
 use sha2::{Digest, Sha256};
@@ -92,25 +94,6 @@ fn split_list(text: &str) -> Vec<String> {
         .collect()
 }
 
-fn client_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Client> {
-    let hash_hex: String = row.try_get("token_hash")?;
-    let mut token_hash = [0u8; 32];
-    hex::decode_to_slice(&hash_hex, &mut token_hash)
-        .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
-    let whitelist: String = row.try_get("whitelist")?;
-    Ok(Client {
-        id: row.try_get("id")?,
-        name: row.try_get("name")?,
-        token_hash,
-        callback_secret: row.try_get("callback_secret")?,
-        senders: split_list(&row.try_get::<String, _>("senders")?),
-        whitelist: parse_whitelist(&whitelist).unwrap_or_default(),
-        send_per_second: row.try_get("send_per_second")?,
-        daily_quota: row.try_get("daily_quota")?,
-        created_at: row.try_get("created_at")?,
-    })
-}
-
 impl Store {
     /// Creates a client; senders are stored as given (already normalised).
     pub async fn create_client(
@@ -119,89 +102,101 @@ impl Store {
         senders: &[String],
         whitelist: &[IpNet],
     ) -> sqlx::Result<NewCredentials> {
-        let token = random_hex(16);
-        let callback_secret = random_hex(32);
-        let whitelist: Vec<String> = whitelist.iter().map(ToString::to_string).collect();
-        let client_id: i64 = sqlx::query_scalar(
-            "INSERT INTO clients (id, name, token_hash, callback_secret, senders, whitelist, created_at)
-             VALUES ((SELECT MAX(COALESCE(MAX(id) + 1, 1001), 1001) FROM clients), $1, $2, $3, $4, $5, $6)
-             RETURNING id",
-        )
-        .bind(name)
-        .bind(hex::encode(hash_token(&token)))
-        .bind(&callback_secret)
-        .bind(senders.join(","))
-        .bind(whitelist.join(","))
-        .bind(now())
-        .fetch_one(&self.writer)
-        .await?;
-        self.bump_generation().await?;
-        Ok(NewCredentials {
-            client_id,
-            token,
-            callback_secret,
+        with_db!(self, |pool, writer| {
+            let token = random_hex(16);
+            let callback_secret = random_hex(32);
+            let whitelist: Vec<String> = whitelist.iter().map(ToString::to_string).collect();
+            let client_id: i64 = sqlx::query_scalar(
+                "INSERT INTO clients (id, name, token_hash, callback_secret, senders, whitelist, created_at)
+                 VALUES ((SELECT MAX(COALESCE(MAX(id) + 1, 1001), 1001) FROM clients), $1, $2, $3, $4, $5, $6)
+                 RETURNING id",
+            )
+            .bind(name)
+            .bind(hex::encode(hash_token(&token)))
+            .bind(&callback_secret)
+            .bind(senders.join(","))
+            .bind(whitelist.join(","))
+            .bind(now())
+            .fetch_one(writer)
+            .await?;
+            self.bump_generation().await?;
+            Ok(NewCredentials {
+                client_id,
+                token,
+                callback_secret,
+            })
         })
     }
 
     pub async fn client(&self, id: i64) -> sqlx::Result<Option<Client>> {
         self.check_faults()?;
-        let row = sqlx::query("SELECT * FROM clients WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(client_from_row).transpose()
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query("SELECT * FROM clients WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(on::client_from_row).transpose()
+        })
     }
 
     pub async fn clients(&self) -> sqlx::Result<Vec<Client>> {
-        let rows = sqlx::query("SELECT * FROM clients ORDER BY id")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(client_from_row).collect()
+        with_db!(self, |pool, writer| {
+            let rows = sqlx::query("SELECT * FROM clients ORDER BY id")
+                .fetch_all(pool)
+                .await?;
+            rows.iter().map(on::client_from_row).collect()
+        })
     }
 
     /// A new token (and callback secret); the old token stops working at once.
     pub async fn rotate_token(&self, id: i64) -> sqlx::Result<Option<NewCredentials>> {
-        let token = random_hex(16);
-        let done = sqlx::query("UPDATE clients SET token_hash = $1 WHERE id = $2")
-            .bind(hex::encode(hash_token(&token)))
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        if done.rows_affected() == 0 {
-            return Ok(None);
-        }
-        self.bump_generation().await?;
-        let callback_secret: String =
-            sqlx::query_scalar("SELECT callback_secret FROM clients WHERE id = $1")
+        with_db!(self, |pool, writer| {
+            let token = random_hex(16);
+            let done = sqlx::query("UPDATE clients SET token_hash = $1 WHERE id = $2")
+                .bind(hex::encode(hash_token(&token)))
                 .bind(id)
-                .fetch_one(&self.pool)
+                .execute(writer)
                 .await?;
-        Ok(Some(NewCredentials {
-            client_id: id,
-            token,
-            callback_secret,
-        }))
+            if done.rows_affected() == 0 {
+                return Ok(None);
+            }
+            self.bump_generation().await?;
+            let callback_secret: String =
+                sqlx::query_scalar("SELECT callback_secret FROM clients WHERE id = $1")
+                    .bind(id)
+                    .fetch_one(pool)
+                    .await?;
+            Ok(Some(NewCredentials {
+                client_id: id,
+                token,
+                callback_secret,
+            }))
+        })
     }
 
     pub async fn set_whitelist(&self, id: i64, whitelist: &[IpNet]) -> sqlx::Result<bool> {
-        let text: Vec<String> = whitelist.iter().map(ToString::to_string).collect();
-        let done = sqlx::query("UPDATE clients SET whitelist = $1 WHERE id = $2")
-            .bind(text.join(","))
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        self.bump_generation().await?;
-        Ok(done.rows_affected() > 0)
+        with_db!(self, |pool, writer| {
+            let text: Vec<String> = whitelist.iter().map(ToString::to_string).collect();
+            let done = sqlx::query("UPDATE clients SET whitelist = $1 WHERE id = $2")
+                .bind(text.join(","))
+                .bind(id)
+                .execute(writer)
+                .await?;
+            self.bump_generation().await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     pub async fn set_senders(&self, id: i64, senders: &[String]) -> sqlx::Result<bool> {
-        let done = sqlx::query("UPDATE clients SET senders = $1 WHERE id = $2")
-            .bind(senders.join(","))
-            .bind(id)
-            .execute(&self.writer)
-            .await?;
-        self.bump_generation().await?;
-        Ok(done.rows_affected() > 0)
+        with_db!(self, |pool, writer| {
+            let done = sqlx::query("UPDATE clients SET senders = $1 WHERE id = $2")
+                .bind(senders.join(","))
+                .bind(id)
+                .execute(writer)
+                .await?;
+            self.bump_generation().await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// Sets a client's send limits (0: none); false when there is no such client.
@@ -211,25 +206,51 @@ impl Store {
         per_second: f64,
         daily: i64,
     ) -> sqlx::Result<bool> {
-        let done =
-            sqlx::query("UPDATE clients SET send_per_second = $1, daily_quota = $2 WHERE id = $3")
-                .bind(per_second)
-                .bind(daily)
-                .bind(id)
-                .execute(&self.writer)
-                .await?;
-        self.bump_generation().await?;
-        Ok(done.rows_affected() > 0)
+        with_db!(self, |pool, writer| {
+            let done = sqlx::query(
+                "UPDATE clients SET send_per_second = $1, daily_quota = $2 WHERE id = $3",
+            )
+            .bind(per_second)
+            .bind(daily)
+            .bind(id)
+            .execute(writer)
+            .await?;
+            self.bump_generation().await?;
+            Ok(done.rows_affected() > 0)
+        })
     }
 
     /// How many messages a client has sent since `since` (unix seconds).
     pub async fn sends_since(&self, client_id: i64, since: i64) -> sqlx::Result<i64> {
-        sqlx::query_scalar(
-            "SELECT COUNT(*) FROM transactions WHERE client_id = $1 AND created_at >= $2",
-        )
-        .bind(client_id)
-        .bind(since)
-        .fetch_one(&self.pool)
-        .await
+        with_db!(self, |pool, writer| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM transactions WHERE client_id = $1 AND created_at >= $2",
+            )
+            .bind(client_id)
+            .bind(since)
+            .fetch_one(pool)
+            .await
+        })
+    }
+}
+
+dual! {
+    pub(crate) fn client_from_row(row: &DbRow) -> sqlx::Result<Client> {
+        let hash_hex: String = row.try_get("token_hash")?;
+        let mut token_hash = [0u8; 32];
+        hex::decode_to_slice(&hash_hex, &mut token_hash)
+            .map_err(|e| sqlx::Error::Decode(Box::new(e)))?;
+        let whitelist: String = row.try_get("whitelist")?;
+        Ok(Client {
+            id: row.try_get("id")?,
+            name: row.try_get("name")?,
+            token_hash,
+            callback_secret: row.try_get("callback_secret")?,
+            senders: split_list(&row.try_get::<String, _>("senders")?),
+            whitelist: parse_whitelist(&whitelist).unwrap_or_default(),
+            send_per_second: row.try_get("send_per_second")?,
+            daily_quota: row.try_get("daily_quota")?,
+            created_at: row.try_get("created_at")?,
+        })
     }
 }

@@ -11,12 +11,13 @@
 //! connection's thread, and a few per batch cost far less than a few per
 //! message.
 
+use crate::store::dual;
+use crate::with_db;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
-use sqlx::sqlite::SqliteArguments;
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row};
 
-use super::webhook::{NewWebhook, enqueue_webhooks};
+use super::webhook::NewWebhook;
 use super::{Store, now_ms};
 
 /// A claimed delivery with what the worker needs of its transaction.
@@ -47,33 +48,6 @@ pub struct Due {
 pub(crate) const DUE_COLUMNS: &str =
     "t.id, t.hash, t.client_id, t.campaign_id, t.recipient, t.sender,
      COALESCE(t.body, '') AS body, t.kind, t.carrier_id, t.callback, t.udp, t.blast_id";
-
-/// A delivery as claimed (`stage`, `expires_ms`, `attempts`) with its
-/// transaction's [`DUE_COLUMNS`].
-pub(crate) fn due_from_row(
-    row: &sqlx::sqlite::SqliteRow,
-    stage: String,
-    expires_ms: i64,
-    attempts: i64,
-) -> sqlx::Result<Due> {
-    Ok(Due {
-        transaction_id: row.try_get("id")?,
-        stage,
-        expires_ms,
-        attempts,
-        hash: row.try_get("hash")?,
-        client_id: row.try_get("client_id")?,
-        campaign_id: row.try_get("campaign_id")?,
-        recipient: row.try_get("recipient")?,
-        sender: row.try_get("sender")?,
-        body: row.try_get("body")?,
-        kind: row.try_get("kind")?,
-        carrier_id: row.try_get("carrier_id")?,
-        callback: row.try_get("callback")?,
-        udp: row.try_get("udp")?,
-        blast_id: row.try_get("blast_id")?,
-    })
-}
 
 /// What one worker step decided for one delivery.
 #[derive(Debug, Clone)]
@@ -143,70 +117,75 @@ impl Store {
         lease_ms: i64,
         limit: i64,
     ) -> sqlx::Result<Vec<Due>> {
-        // One statement commits by itself: the rows are this worker's as
-        // soon as it returns, without a BEGIN and COMMIT of their own.
-        //
-        // Fairness: each client's due work forms a lane (found by walking the
-        // (client_id, due_ms) index one client at a time), each lane offers
-        // its oldest rows, and the claim takes them in turns: every client's
-        // first, then every client's second, … A blast of 100,000 messages
-        // then delays another client's single message by one turn, not by
-        // the whole blast; a lone client still gets the full batch.
-        let mut claimed: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-            "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
-             WHERE transaction_id IN (
-                 WITH RECURSIVE lane(client_id) AS (
-                     SELECT MIN(client_id) FROM deliveries
-                     UNION ALL
-                     SELECT (SELECT MIN(client_id) FROM deliveries WHERE client_id > lane.client_id)
-                     FROM lane WHERE lane.client_id IS NOT NULL
-                 ),
-                 offered AS (
-                     SELECT d.transaction_id, d.client_id, d.due_ms FROM lane JOIN deliveries d
-                     ON d.transaction_id IN (
-                         SELECT transaction_id FROM deliveries
-                         WHERE client_id = lane.client_id AND due_ms <= $1 ORDER BY due_ms LIMIT $3)
-                 )
-                 SELECT transaction_id FROM (
-                     SELECT transaction_id, due_ms,
-                            ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due_ms) AS turn
-                     FROM offered)
-                 ORDER BY turn, due_ms LIMIT $3)
-             RETURNING transaction_id, stage, expires_ms, attempts",
-        )
-        .bind(now_ms)
-        .bind(lease_ms)
-        .bind(limit)
-        .fetch_all(&self.writer)
-        .await?;
-        claimed.sort_by_key(|(id, ..)| *id);
-        // What the worker needs of a transaction never changes once stored,
-        // and it was committed with its delivery: a reader may fetch it,
-        // which leaves the one writer free.
-        let mut claims: HashMap<i64, (String, i64, i64)> = claimed
-            .iter()
-            .map(|(id, stage, expires_ms, attempts)| (*id, (stage.clone(), *expires_ms, *attempts)))
-            .collect();
-        let mut dues = Vec::with_capacity(claimed.len());
-        for chunk in claimed.chunks(rows_per_statement(1)) {
-            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "SELECT {DUE_COLUMNS} FROM transactions t WHERE t.id IN ("
-            ));
-            let mut list = select.separated(", ");
-            for (id, ..) in chunk {
-                list.push_bind(*id);
+        with_db!(self, |pool, writer| {
+            // One statement commits by itself: the rows are this worker's as
+            // soon as it returns, without a BEGIN and COMMIT of their own.
+            //
+            // Fairness: each client's due work forms a lane (found by walking the
+            // (client_id, due_ms) index one client at a time), each lane offers
+            // its oldest rows, and the claim takes them in turns: every client's
+            // first, then every client's second, … A blast of 100,000 messages
+            // then delays another client's single message by one turn, not by
+            // the whole blast; a lone client still gets the full batch.
+            let mut claimed: Vec<(i64, String, i64, i64)> = sqlx::query_as(
+                "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
+                 WHERE transaction_id IN (
+                     WITH RECURSIVE lane(client_id) AS (
+                         SELECT MIN(client_id) FROM deliveries
+                         UNION ALL
+                         SELECT (SELECT MIN(client_id) FROM deliveries WHERE client_id > lane.client_id)
+                         FROM lane WHERE lane.client_id IS NOT NULL
+                     ),
+                     offered AS (
+                         SELECT d.transaction_id, d.client_id, d.due_ms FROM lane JOIN deliveries d
+                         ON d.transaction_id IN (
+                             SELECT transaction_id FROM deliveries
+                             WHERE client_id = lane.client_id AND due_ms <= $1 ORDER BY due_ms LIMIT $3)
+                     )
+                     SELECT transaction_id FROM (
+                         SELECT transaction_id, due_ms,
+                                ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due_ms) AS turn
+                         FROM offered)
+                     ORDER BY turn, due_ms LIMIT $3)
+                 RETURNING transaction_id, stage, expires_ms, attempts",
+            )
+            .bind(now_ms)
+            .bind(lease_ms)
+            .bind(limit)
+            .fetch_all(writer)
+            .await?;
+            claimed.sort_by_key(|(id, ..)| *id);
+            // What the worker needs of a transaction never changes once stored,
+            // and it was committed with its delivery: a reader may fetch it,
+            // which leaves the one writer free.
+            let mut claims: HashMap<i64, (String, i64, i64)> = claimed
+                .iter()
+                .map(|(id, stage, expires_ms, attempts)| {
+                    (*id, (stage.clone(), *expires_ms, *attempts))
+                })
+                .collect();
+            let mut dues = Vec::with_capacity(claimed.len());
+            for chunk in claimed.chunks(rows_per_statement(1)) {
+                let mut select: QueryBuilder<Db> = QueryBuilder::new(format!(
+                    "SELECT {DUE_COLUMNS} FROM transactions t WHERE t.id IN ("
+                ));
+                let mut list = select.separated(", ");
+                for (id, ..) in chunk {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                let rows = on::once(&mut select).fetch_all(pool).await?;
+                for row in &rows {
+                    let Some((stage, expires_ms, attempts)) = claims.remove(&row.try_get("id")?)
+                    else {
+                        continue;
+                    };
+                    dues.push(on::due_from_row(row, stage, expires_ms, attempts)?);
+                }
             }
-            select.push(")");
-            let rows = once(&mut select).fetch_all(&self.pool).await?;
-            for row in &rows {
-                let Some((stage, expires_ms, attempts)) = claims.remove(&row.try_get("id")?) else {
-                    continue;
-                };
-                dues.push(due_from_row(row, stage, expires_ms, attempts)?);
-            }
-        }
-        dues.sort_by_key(|due| due.transaction_id);
-        Ok(dues)
+            dues.sort_by_key(|due| due.transaction_id);
+            Ok(dues)
+        })
     }
 
     /// Records a worker step's outcomes in one SQL transaction. Returns the
@@ -221,50 +200,54 @@ impl Store {
     /// for distinct deliveries, as one claim gives them; a later step for
     /// a delivery already in the batch is not applied.
     pub async fn record_steps<'a>(&self, steps: &'a [Step]) -> sqlx::Result<Vec<&'a Step>> {
-        let now_ms = now_ms();
-        let mut seen = HashSet::with_capacity(steps.len());
-        let steps: Vec<&Step> = steps
-            .iter()
-            .filter(|s| seen.insert(s.transaction_id()))
-            .collect();
-        let mut tx = self.writer.begin().await?;
-        let mut moved = move_stages(&mut tx, &steps).await?;
-        moved.extend(finish(&mut tx, &steps).await?);
-        let applied: Vec<&Step> = steps
-            .into_iter()
-            .filter(|s| moved.contains(&s.transaction_id()))
-            .collect();
-        set_statuses(&mut tx, &applied, now_ms).await?;
-        insert_history(&mut tx, &applied, now_ms).await?;
-        count_blasts(&mut tx, &applied).await?;
-        let hooks: Vec<&NewWebhook> = applied
-            .iter()
-            .filter_map(|s| match s {
-                Step::Finish { webhook, .. } => webhook.as_ref(),
-                Step::Advance { .. } => None,
-            })
-            .collect();
-        enqueue_webhooks(&mut tx, &hooks).await?;
-        for step in &applied {
-            if let Step::Finish {
-                bar: Some((number, carrier_id)),
-                ..
-            } = step
-            {
-                bar(&mut tx, number, *carrier_id, now_ms).await?;
+        with_db!(self, |pool, writer| {
+            let now_ms = now_ms();
+            let mut seen = HashSet::with_capacity(steps.len());
+            let steps: Vec<&Step> = steps
+                .iter()
+                .filter(|s| seen.insert(s.transaction_id()))
+                .collect();
+            let mut tx = writer.begin().await?;
+            let mut moved = on::move_stages(&mut tx, &steps).await?;
+            moved.extend(on::finish(&mut tx, &steps).await?);
+            let applied: Vec<&Step> = steps
+                .into_iter()
+                .filter(|s| moved.contains(&s.transaction_id()))
+                .collect();
+            on::set_statuses(&mut tx, &applied, now_ms).await?;
+            on::insert_history(&mut tx, &applied, now_ms).await?;
+            on::count_blasts(&mut tx, &applied).await?;
+            let hooks: Vec<&NewWebhook> = applied
+                .iter()
+                .filter_map(|s| match s {
+                    Step::Finish { webhook, .. } => webhook.as_ref(),
+                    Step::Advance { .. } => None,
+                })
+                .collect();
+            on::enqueue_webhooks(&mut tx, &hooks).await?;
+            for step in &applied {
+                if let Step::Finish {
+                    bar: Some((number, carrier_id)),
+                    ..
+                } = step
+                {
+                    on::bar(&mut tx, number, *carrier_id, now_ms).await?;
+                }
             }
-        }
-        tx.commit().await?;
-        Ok(applied)
+            tx.commit().await?;
+            Ok(applied)
+        })
     }
 
     /// Queues the messages held for a number's double opt-in of a campaign
     /// (the number answered Y). Returns how many; the caller wakes the worker.
     pub async fn release_held(&self, number: &str, campaign_id: i64) -> sqlx::Result<u64> {
-        let mut tx = self.writer.begin().await?;
-        let released = super::user::release_held(&mut tx, number, campaign_id).await?;
-        tx.commit().await?;
-        Ok(released)
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let released = on::release_held(&mut tx, number, campaign_id).await?;
+            tx.commit().await?;
+            Ok(released)
+        })
     }
 }
 
@@ -276,203 +259,232 @@ fn rows_per_statement(binds: usize) -> usize {
     MAX_BINDS / binds
 }
 
-/// Runs a statement whose text depends on the row count: such texts are
-/// many, so they are not kept in the connection's statement cache, where
-/// they would push out the statements that are run all the time.
-fn once(query: &mut QueryBuilder<Sqlite>) -> sqlx::query::Query<'_, Sqlite, SqliteArguments> {
-    query.build().persistent(false)
-}
-
-/// Moves the advanced deliveries to their next stage; returns those that
-/// were still in the stage they were claimed in.
-async fn move_stages(tx: &mut SqliteConnection, steps: &[&Step]) -> sqlx::Result<HashSet<i64>> {
-    let moves: Vec<(i64, &str, &str, i64)> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Advance {
-                transaction_id,
-                from_stage,
-                stage,
-                due_ms,
-                ..
-            } => Some((*transaction_id, from_stage.as_str(), *stage, *due_ms)),
-            Step::Finish { .. } => None,
+dual! {
+    /// A delivery as claimed (`stage`, `expires_ms`, `attempts`) with its
+    /// transaction's [`DUE_COLUMNS`].
+    pub(crate) fn due_from_row(
+        row: &DbRow,
+        stage: String,
+        expires_ms: i64,
+        attempts: i64,
+    ) -> sqlx::Result<Due> {
+        Ok(Due {
+            transaction_id: row.try_get("id")?,
+            stage,
+            expires_ms,
+            attempts,
+            hash: row.try_get("hash")?,
+            client_id: row.try_get("client_id")?,
+            campaign_id: row.try_get("campaign_id")?,
+            recipient: row.try_get("recipient")?,
+            sender: row.try_get("sender")?,
+            body: row.try_get("body")?,
+            kind: row.try_get("kind")?,
+            carrier_id: row.try_get("carrier_id")?,
+            callback: row.try_get("callback")?,
+            udp: row.try_get("udp")?,
+            blast_id: row.try_get("blast_id")?,
         })
-        .collect();
-    let mut moved = HashSet::with_capacity(moves.len());
-    for chunk in moves.chunks(rows_per_statement(4)) {
-        let mut update: QueryBuilder<Sqlite> =
-            QueryBuilder::new("WITH s (id, from_stage, stage, due_ms) AS (");
-        update.push_values(chunk, |mut b, (id, from_stage, stage, due_ms)| {
-            b.push_bind(*id)
-                .push_bind(*from_stage)
-                .push_bind(*stage)
-                .push_bind(*due_ms);
-        });
-        update.push(
-            ") UPDATE deliveries SET stage = s.stage, due_ms = s.due_ms FROM s
-             WHERE deliveries.transaction_id = s.id AND deliveries.stage = s.from_stage
-             RETURNING transaction_id",
-        );
-        let ids: Vec<i64> = once(&mut update)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<sqlx::Result<_>>()?;
-        moved.extend(ids);
     }
-    Ok(moved)
-}
 
-/// Removes the deliveries of finished transactions; returns those that
-/// were still in the stage they were claimed in.
-async fn finish(tx: &mut SqliteConnection, steps: &[&Step]) -> sqlx::Result<HashSet<i64>> {
-    let ends: Vec<(i64, &str)> = steps
-        .iter()
-        .filter_map(|s| match s {
-            Step::Finish {
-                transaction_id,
-                from_stage,
-                ..
-            } => Some((*transaction_id, from_stage.as_str())),
-            Step::Advance { .. } => None,
-        })
-        .collect();
-    let mut removed = HashSet::with_capacity(ends.len());
-    for chunk in ends.chunks(rows_per_statement(2)) {
-        let mut delete: QueryBuilder<Sqlite> = QueryBuilder::new("WITH s (id, from_stage) AS (");
-        delete.push_values(chunk, |mut b, (id, from_stage)| {
-            b.push_bind(*id).push_bind(*from_stage);
-        });
-        // The plain IN lets the key find each row; the pair IN alone
-        // would scan the whole queue.
-        delete.push(
-            ") DELETE FROM deliveries WHERE transaction_id IN (SELECT id FROM s)
-             AND (transaction_id, stage) IN (SELECT id, from_stage FROM s)
-             RETURNING transaction_id",
-        );
-        let ids: Vec<i64> = once(&mut delete)
-            .fetch_all(&mut *tx)
-            .await?
-            .iter()
-            .map(|row| row.try_get(0))
-            .collect::<sqlx::Result<_>>()?;
-        removed.extend(ids);
+    /// Runs a statement whose text depends on the row count: such texts are
+    /// many, so they are not kept in the connection's statement cache, where
+    /// they would push out the statements that are run all the time.
+    pub(crate) fn once(query: &mut QueryBuilder<Db>) -> sqlx::query::Query<'_, Db, <Db as sqlx::Database>::Arguments> {
+        query.build().persistent(false)
     }
-    Ok(removed)
-}
 
-/// Sets the new statuses (and, for an end, the code) of applied steps.
-async fn set_statuses(
-    tx: &mut SqliteConnection,
-    applied: &[&Step],
-    now_ms: i64,
-) -> sqlx::Result<()> {
-    let changes: Vec<(i64, &str, Option<i64>)> = applied
-        .iter()
-        .filter_map(|s| match s {
-            Step::Advance {
-                transaction_id,
-                status,
-                ..
-            } => status.map(|status| (*transaction_id, status, None)),
-            Step::Finish {
-                transaction_id,
-                status,
+    /// Moves the advanced deliveries to their next stage; returns those that
+    /// were still in the stage they were claimed in.
+    pub(crate) async fn move_stages(tx: &mut Conn, steps: &[&Step]) -> sqlx::Result<HashSet<i64>> {
+        let moves: Vec<(i64, &str, &str, i64)> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Advance {
+                    transaction_id,
+                    from_stage,
+                    stage,
+                    due_ms,
+                    ..
+                } => Some((*transaction_id, from_stage.as_str(), *stage, *due_ms)),
+                Step::Finish { .. } => None,
+            })
+            .collect();
+        let mut moved = HashSet::with_capacity(moves.len());
+        for chunk in moves.chunks(rows_per_statement(4)) {
+            let mut update: QueryBuilder<Db> =
+                QueryBuilder::new("WITH s (id, from_stage, stage, due_ms) AS (");
+            update.push_values(chunk, |mut b, (id, from_stage, stage, due_ms)| {
+                b.push_bind(*id)
+                    .push_bind(*from_stage)
+                    .push_bind(*stage)
+                    .push_bind(*due_ms);
+            });
+            update.push(
+                ") UPDATE deliveries SET stage = s.stage, due_ms = s.due_ms FROM s
+                 WHERE deliveries.transaction_id = s.id AND deliveries.stage = s.from_stage
+                 RETURNING transaction_id",
+            );
+            let ids: Vec<i64> = on::once(&mut update)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<sqlx::Result<_>>()?;
+            moved.extend(ids);
+        }
+        Ok(moved)
+    }
+
+    /// Removes the deliveries of finished transactions; returns those that
+    /// were still in the stage they were claimed in.
+    pub(crate) async fn finish(tx: &mut Conn, steps: &[&Step]) -> sqlx::Result<HashSet<i64>> {
+        let ends: Vec<(i64, &str)> = steps
+            .iter()
+            .filter_map(|s| match s {
+                Step::Finish {
+                    transaction_id,
+                    from_stage,
+                    ..
+                } => Some((*transaction_id, from_stage.as_str())),
+                Step::Advance { .. } => None,
+            })
+            .collect();
+        let mut removed = HashSet::with_capacity(ends.len());
+        for chunk in ends.chunks(rows_per_statement(2)) {
+            let mut delete: QueryBuilder<Db> = QueryBuilder::new("WITH s (id, from_stage) AS (");
+            delete.push_values(chunk, |mut b, (id, from_stage)| {
+                b.push_bind(*id).push_bind(*from_stage);
+            });
+            // The plain IN lets the key find each row; the pair IN alone
+            // would scan the whole queue.
+            delete.push(
+                ") DELETE FROM deliveries WHERE transaction_id IN (SELECT id FROM s)
+                 AND (transaction_id, stage) IN (SELECT id, from_stage FROM s)
+                 RETURNING transaction_id",
+            );
+            let ids: Vec<i64> = on::once(&mut delete)
+                .fetch_all(&mut *tx)
+                .await?
+                .iter()
+                .map(|row| row.try_get(0))
+                .collect::<sqlx::Result<_>>()?;
+            removed.extend(ids);
+        }
+        Ok(removed)
+    }
+
+    /// Sets the new statuses (and, for an end, the code) of applied steps.
+    pub(crate) async fn set_statuses(
+        tx: &mut Conn,
+        applied: &[&Step],
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        let changes: Vec<(i64, &str, Option<i64>)> = applied
+            .iter()
+            .filter_map(|s| match s {
+                Step::Advance {
+                    transaction_id,
+                    status,
+                    ..
+                } => status.map(|status| (*transaction_id, status, None)),
+                Step::Finish {
+                    transaction_id,
+                    status,
+                    code,
+                    ..
+                } => Some((*transaction_id, *status, Some(*code))),
+            })
+            .collect();
+        for chunk in changes.chunks(rows_per_statement(3) - 1) {
+            let mut update: QueryBuilder<Db> = QueryBuilder::new("WITH s (id, status, code) AS (");
+            update.push_values(chunk, |mut b, (id, status, code)| {
+                b.push_bind(*id).push_bind(*status).push_bind(*code);
+            });
+            update.push(
+                ") UPDATE transactions SET status = s.status,
+                 code = COALESCE(s.code, transactions.code), updated_at = ",
+            );
+            update.push_bind(now_ms / 1000);
+            update.push(" FROM s WHERE transactions.id = s.id");
+            on::once(&mut update).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// The history events of applied steps.
+    pub(crate) async fn insert_history(
+        tx: &mut Conn,
+        applied: &[&Step],
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        let events: Vec<(i64, &str)> = applied
+            .iter()
+            .flat_map(|s| s.events().iter().map(|e| (s.transaction_id(), e.as_str())))
+            .collect();
+        for chunk in events.chunks(rows_per_statement(3)) {
+            let mut insert: QueryBuilder<Db> =
+                QueryBuilder::new("INSERT INTO history (transaction_id, at_ms, event) ");
+            insert.push_values(chunk, |mut b, (id, event)| {
+                b.push_bind(*id).push_bind(now_ms).push_bind(*event);
+            });
+            on::once(&mut insert).execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
+
+    /// Counts the ends of blast messages, sent (COMPLETE) or failed, one row
+    /// per blast.
+    pub(crate) async fn count_blasts(tx: &mut Conn, applied: &[&Step]) -> sqlx::Result<()> {
+        let mut counts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+        for step in applied {
+            if let Step::Finish {
+                blast_id: Some(blast_id),
                 code,
                 ..
-            } => Some((*transaction_id, *status, Some(*code))),
-        })
-        .collect();
-    for chunk in changes.chunks(rows_per_statement(3) - 1) {
-        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("WITH s (id, status, code) AS (");
-        update.push_values(chunk, |mut b, (id, status, code)| {
-            b.push_bind(*id).push_bind(*status).push_bind(*code);
-        });
-        update.push(
-            ") UPDATE transactions SET status = s.status,
-             code = COALESCE(s.code, transactions.code), updated_at = ",
-        );
-        update.push_bind(now_ms / 1000);
-        update.push(" FROM s WHERE transactions.id = s.id");
-        once(&mut update).execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-/// The history events of applied steps.
-async fn insert_history(
-    tx: &mut SqliteConnection,
-    applied: &[&Step],
-    now_ms: i64,
-) -> sqlx::Result<()> {
-    let events: Vec<(i64, &str)> = applied
-        .iter()
-        .flat_map(|s| s.events().iter().map(|e| (s.transaction_id(), e.as_str())))
-        .collect();
-    for chunk in events.chunks(rows_per_statement(3)) {
-        let mut insert: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO history (transaction_id, at_ms, event) ");
-        insert.push_values(chunk, |mut b, (id, event)| {
-            b.push_bind(*id).push_bind(now_ms).push_bind(*event);
-        });
-        once(&mut insert).execute(&mut *tx).await?;
-    }
-    Ok(())
-}
-
-/// Counts the ends of blast messages, sent (COMPLETE) or failed, one row
-/// per blast.
-async fn count_blasts(tx: &mut SqliteConnection, applied: &[&Step]) -> sqlx::Result<()> {
-    let mut counts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
-    for step in applied {
-        if let Step::Finish {
-            blast_id: Some(blast_id),
-            code,
-            ..
-        } = step
-        {
-            let (sent, failed) = counts.entry(*blast_id).or_default();
-            if *code == 1 {
-                *sent += 1;
-            } else {
-                *failed += 1;
+            } = step
+            {
+                let (sent, failed) = counts.entry(*blast_id).or_default();
+                if *code == 1 {
+                    *sent += 1;
+                } else {
+                    *failed += 1;
+                }
             }
         }
+        let counts: Vec<(i64, (i64, i64))> = counts.into_iter().collect();
+        for chunk in counts.chunks(rows_per_statement(3)) {
+            let mut update: QueryBuilder<Db> = QueryBuilder::new("WITH s (id, sent, failed) AS (");
+            update.push_values(chunk, |mut b, (id, (sent, failed))| {
+                b.push_bind(*id).push_bind(*sent).push_bind(*failed);
+            });
+            update.push(
+                ") UPDATE blasts SET sent = blasts.sent + s.sent, failed = blasts.failed + s.failed
+                 FROM s WHERE blasts.id = s.id",
+            );
+            on::once(&mut update).execute(&mut *tx).await?;
+        }
+        Ok(())
     }
-    let counts: Vec<(i64, (i64, i64))> = counts.into_iter().collect();
-    for chunk in counts.chunks(rows_per_statement(3)) {
-        let mut update: QueryBuilder<Sqlite> = QueryBuilder::new("WITH s (id, sent, failed) AS (");
-        update.push_values(chunk, |mut b, (id, (sent, failed))| {
-            b.push_bind(*id).push_bind(*sent).push_bind(*failed);
-        });
-        update.push(
-            ") UPDATE blasts SET sent = blasts.sent + s.sent, failed = blasts.failed + s.failed
-             FROM s WHERE blasts.id = s.id",
-        );
-        once(&mut update).execute(&mut *tx).await?;
-    }
-    Ok(())
-}
 
-/// Bars a number on its carrier from now on.
-async fn bar(
-    tx: &mut SqliteConnection,
-    number: &str,
-    carrier_id: i64,
-    now_ms: i64,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "INSERT INTO blacklist (number, carrier_id, created_at) VALUES ($1, $2, $3)
-         ON CONFLICT DO NOTHING",
-    )
-    .bind(number)
-    .bind(carrier_id)
-    .bind(now_ms / 1000)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
+    /// Bars a number on its carrier from now on.
+    pub(crate) async fn bar(
+        tx: &mut Conn,
+        number: &str,
+        carrier_id: i64,
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "INSERT INTO blacklist (number, carrier_id, created_at) VALUES ($1, $2, $3)
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(number)
+        .bind(carrier_id)
+        .bind(now_ms / 1000)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]
@@ -491,7 +503,10 @@ mod tests {
     /// Queues transactions 1..=n, each due for submission with two history
     /// events, as an accepted send leaves them.
     async fn seed(store: &Store, n: i64) {
-        let mut tx = store.writer.begin().await.expect("begin");
+        let mut tx = crate::store::test_sqlite(store)
+            .begin()
+            .await
+            .expect("begin");
         for sql in [
             "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < $1)
              INSERT INTO transactions (id, hash, client_id, campaign_id, sender, from_name, recipient,
@@ -515,7 +530,7 @@ mod tests {
             "INSERT INTO blasts (client_id, list_id, campaign_id, request, created_at)
              VALUES (1, 1, 1, '{}', 0) RETURNING id",
         )
-        .fetch_one(&store.writer)
+        .fetch_one(crate::store::test_sqlite(store))
         .await
         .expect("blast")
     }
@@ -547,7 +562,7 @@ mod tests {
     async fn delivery(store: &Store, id: i64) -> Option<(String, i64)> {
         sqlx::query_as("SELECT stage, due_ms FROM deliveries WHERE transaction_id = $1")
             .bind(id)
-            .fetch_optional(&store.pool)
+            .fetch_optional(crate::store::test_sqlite(store))
             .await
             .expect("delivery")
     }
@@ -555,7 +570,7 @@ mod tests {
     async fn status(store: &Store, id: i64) -> (String, Option<i64>) {
         sqlx::query_as("SELECT status, code FROM transactions WHERE id = $1")
             .bind(id)
-            .fetch_one(&store.pool)
+            .fetch_one(crate::store::test_sqlite(store))
             .await
             .expect("status")
     }
@@ -563,14 +578,14 @@ mod tests {
     async fn events(store: &Store, id: i64) -> Vec<String> {
         sqlx::query_scalar("SELECT event FROM history WHERE transaction_id = $1 ORDER BY rowid")
             .bind(id)
-            .fetch_all(&store.pool)
+            .fetch_all(crate::store::test_sqlite(store))
             .await
             .expect("history")
     }
 
     async fn count(store: &Store, sql: &'static str) -> i64 {
         sqlx::query_scalar(sql)
-            .fetch_one(&store.pool)
+            .fetch_one(crate::store::test_sqlite(store))
             .await
             .expect("count")
     }
@@ -633,13 +648,13 @@ mod tests {
 
         let counts: Vec<(i64, i64, i64)> =
             sqlx::query_as("SELECT id, sent, failed FROM blasts ORDER BY id")
-                .fetch_all(&store.pool)
+                .fetch_all(crate::store::test_sqlite(&store))
                 .await
                 .expect("blasts");
         assert_eq!(counts, [(first, 1, 1), (second, 2, 0)]);
 
         let hooks: Vec<(String, String)> = sqlx::query_as("SELECT url, body FROM webhooks")
-            .fetch_all(&store.pool)
+            .fetch_all(crate::store::test_sqlite(&store))
             .await
             .expect("webhooks");
         assert_eq!(
@@ -731,13 +746,13 @@ mod tests {
         // Transactions 1..=990 are one client's blast, due first; 991..=1000
         // belong to ten other clients, due later.
         sqlx::query("UPDATE deliveries SET client_id = 1, due_ms = transaction_id")
-            .execute(&store.writer)
+            .execute(crate::store::test_sqlite(&store))
             .await
             .unwrap();
         sqlx::query(
             "UPDATE deliveries SET client_id = transaction_id, due_ms = 5000 WHERE transaction_id > 990",
         )
-        .execute(&store.writer)
+        .execute(crate::store::test_sqlite(&store))
         .await
         .unwrap();
         let claimed = store.claim_deliveries(10_000, 60_000, 20).await.unwrap();

@@ -1,10 +1,12 @@
 //! Media as stored (spec section 5.6): rows of `media`, their smart-URL
 //! tokens, and the handset a phone reveals when it fetches one.
 
+use crate::store::dual;
+use crate::with_db;
 use rand::Rng;
 use sqlx::Row;
 
-use super::webhook::{NewWebhook, enqueue_webhook};
+use super::webhook::NewWebhook;
 use super::{Store, now};
 
 /// A row about to be inserted; `filename` is prefixed with the content_id.
@@ -57,30 +59,17 @@ impl Media {
     }
 }
 
-pub(crate) fn media_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Media> {
-    Ok(Media {
-        id: row.try_get("id")?,
-        client_id: row.try_get("client_id")?,
-        name: row.try_get("name")?,
-        kind: row.try_get("type")?,
-        mime: row.try_get("mime")?,
-        filename: row.try_get("filename")?,
-        size: row.try_get("size")?,
-        token: row.try_get("token")?,
-        base_url: row.try_get("base_url")?,
-        destroyed: row.try_get::<Option<i64>, _>("destroyed_at")?.is_some(),
-    })
-}
-
 impl Store {
     /// Media by content_id, destroyed or not.
     pub async fn media(&self, id: i64) -> sqlx::Result<Option<Media>> {
         self.check_faults()?;
-        let row = sqlx::query("SELECT * FROM media WHERE id = $1")
-            .bind(id)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(media_from_row).transpose()
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query("SELECT * FROM media WHERE id = $1")
+                .bind(id)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(on::media_from_row).transpose()
+        })
     }
 
     /// Inserts a media row and, inside the same transaction, runs `place`
@@ -92,98 +81,110 @@ impl Store {
         place: impl AsyncFnOnce(i64) -> std::io::Result<()>,
     ) -> sqlx::Result<Media> {
         self.check_faults()?;
-        let mut tx = self.writer.begin().await?;
-        let mut attempts = 0;
-        let id: i64 = loop {
-            attempts += 1;
-            let inserted = sqlx::query_scalar(
-                "INSERT INTO media (client_id, name, type, mime, filename, size, token, base_url, sha256, sender, created_at) \
-                 VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8, $9, $10) RETURNING id",
-            )
-            .bind(new.client_id)
-            .bind(new.name)
-            .bind(new.kind)
-            .bind(new.mime)
-            .bind(new.size)
-            .bind(random_token())
-            .bind(new.base_url)
-            .bind(new.sha256)
-            .bind(new.sender)
-            .bind(now())
-            .fetch_one(&mut *tx)
-            .await;
-            match inserted {
-                Ok(id) => break id,
-                // A token collision (one in 36^10): draw another.
-                Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 5 => {}
-                Err(e) => return Err(e),
-            }
-        };
-        let row = sqlx::query("UPDATE media SET filename = $1 WHERE id = $2 RETURNING *")
-            .bind(format!("{id}-{}", new.original_name))
-            .bind(id)
-            .fetch_one(&mut *tx)
-            .await?;
-        let media = media_from_row(&row)?;
-        place(id).await.map_err(sqlx::Error::Io)?;
-        tx.commit().await?;
-        Ok(media)
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let mut attempts = 0;
+            let id: i64 = loop {
+                attempts += 1;
+                let inserted = sqlx::query_scalar(
+                    "INSERT INTO media (client_id, name, type, mime, filename, size, token, base_url, sha256, sender, created_at) \
+                     VALUES ($1, $2, $3, $4, '', $5, $6, $7, $8, $9, $10) RETURNING id",
+                )
+                .bind(new.client_id)
+                .bind(new.name)
+                .bind(new.kind)
+                .bind(new.mime)
+                .bind(new.size)
+                .bind(random_token())
+                .bind(new.base_url)
+                .bind(new.sha256)
+                .bind(new.sender)
+                .bind(now())
+                .fetch_one(&mut *tx)
+                .await;
+                match inserted {
+                    Ok(id) => break id,
+                    // A token collision (one in 36^10): draw another.
+                    Err(sqlx::Error::Database(e)) if e.is_unique_violation() && attempts < 5 => {}
+                    Err(e) => return Err(e),
+                }
+            };
+            let row = sqlx::query("UPDATE media SET filename = $1 WHERE id = $2 RETURNING *")
+                .bind(format!("{id}-{}", new.original_name))
+                .bind(id)
+                .fetch_one(&mut *tx)
+                .await?;
+            let media = on::media_from_row(&row)?;
+            place(id).await.map_err(sqlx::Error::Io)?;
+            tx.commit().await?;
+            Ok(media)
+        })
     }
 
     /// A live media of this client; another client's or a destroyed one is
     /// `None`, like a missing one.
     pub async fn client_media(&self, client_id: i64, id: i64) -> sqlx::Result<Option<Media>> {
         self.check_faults()?;
-        let row = sqlx::query(
-            "SELECT * FROM media WHERE id = $1 AND client_id = $2 AND destroyed_at IS NULL",
-        )
-        .bind(id)
-        .bind(client_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(media_from_row).transpose()
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query(
+                "SELECT * FROM media WHERE id = $1 AND client_id = $2 AND destroyed_at IS NULL",
+            )
+            .bind(id)
+            .bind(client_id)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(on::media_from_row).transpose()
+        })
     }
 
     /// The client's live media, newest first, at most `limit`.
     pub async fn list_media(&self, client_id: i64, limit: i64) -> sqlx::Result<Vec<Media>> {
         self.check_faults()?;
-        let rows = sqlx::query(
-            "SELECT * FROM media WHERE client_id = $1 AND destroyed_at IS NULL ORDER BY id DESC LIMIT $2",
-        )
-        .bind(client_id)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(media_from_row).collect()
+        with_db!(self, |pool, writer| {
+            let rows = sqlx::query(
+                "SELECT * FROM media WHERE client_id = $1 AND destroyed_at IS NULL ORDER BY id DESC LIMIT $2",
+            )
+            .bind(client_id)
+            .bind(limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter().map(on::media_from_row).collect()
+        })
     }
 
     /// Marks a live media of this client destroyed; returns it as it was.
     pub async fn destroy_media(&self, client_id: i64, id: i64) -> sqlx::Result<Option<Media>> {
         self.check_faults()?;
-        let row = sqlx::query(
-            "UPDATE media SET destroyed_at = $1 WHERE id = $2 AND client_id = $3 AND destroyed_at IS NULL RETURNING *",
-        )
-        .bind(now())
-        .bind(id)
-        .bind(client_id)
-        .fetch_optional(&self.writer)
-        .await?;
-        row.as_ref().map(media_from_row).transpose()
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query(
+                "UPDATE media SET destroyed_at = $1 WHERE id = $2 AND client_id = $3 AND destroyed_at IS NULL RETURNING *",
+            )
+            .bind(now())
+            .bind(id)
+            .bind(client_id)
+            .fetch_optional(writer)
+            .await?;
+            row.as_ref().map(on::media_from_row).transpose()
+        })
     }
 
     /// The live media behind a smart-URL token.
     pub async fn media_by_token(&self, token: &str) -> sqlx::Result<Option<Media>> {
-        let row = sqlx::query("SELECT * FROM media WHERE token = $1 AND destroyed_at IS NULL")
-            .bind(token)
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(media_from_row).transpose()
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query("SELECT * FROM media WHERE token = $1 AND destroyed_at IS NULL")
+                .bind(token)
+                .fetch_optional(pool)
+                .await?;
+            row.as_ref().map(on::media_from_row).transpose()
+        })
     }
 
     /// Queues the callback of a `media.upload`.
     pub async fn enqueue_media_callback(&self, hook: &NewWebhook) -> sqlx::Result<()> {
-        let mut conn = self.writer.acquire().await?;
-        enqueue_webhook(&mut conn, hook).await
+        with_db!(self, |pool, writer| {
+            let mut conn = writer.acquire().await?;
+            on::enqueue_webhook(&mut conn, hook).await
+        })
     }
 
     /// The recipient of transaction `message_id` when it carried media
@@ -193,10 +194,31 @@ impl Store {
         message_id: i64,
         media_id: i64,
     ) -> sqlx::Result<Option<String>> {
-        sqlx::query_scalar("SELECT recipient FROM transactions WHERE id = $1 AND content_id = $2")
+        with_db!(self, |pool, writer| {
+            sqlx::query_scalar(
+                "SELECT recipient FROM transactions WHERE id = $1 AND content_id = $2",
+            )
             .bind(message_id)
             .bind(media_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(pool)
             .await
+        })
+    }
+}
+
+dual! {
+    pub(crate) fn media_from_row(row: &DbRow) -> sqlx::Result<Media> {
+        Ok(Media {
+            id: row.try_get("id")?,
+            client_id: row.try_get("client_id")?,
+            name: row.try_get("name")?,
+            kind: row.try_get("type")?,
+            mime: row.try_get("mime")?,
+            filename: row.try_get("filename")?,
+            size: row.try_get("size")?,
+            token: row.try_get("token")?,
+            base_url: row.try_get("base_url")?,
+            destroyed: row.try_get::<Option<i64>, _>("destroyed_at")?.is_some(),
+        })
     }
 }

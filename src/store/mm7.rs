@@ -2,6 +2,7 @@
 //! and the MMSC's id of each submitted message, which its delivery
 //! reports name.
 
+use crate::with_db;
 use sqlx::Row;
 
 use super::Store;
@@ -19,23 +20,25 @@ pub struct Mm7Message {
 impl Store {
     /// The message of a transaction still queued for delivery.
     pub async fn mm7_message(&self, transaction_id: i64) -> sqlx::Result<Option<Mm7Message>> {
-        let row = sqlx::query(
-            "SELECT t.sender, t.recipient, COALESCE(t.body, '') AS body, t.subject, t.content_id
-             FROM transactions t JOIN deliveries d ON d.transaction_id = t.id WHERE t.id = $1",
-        )
-        .bind(transaction_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| {
-            Ok(Mm7Message {
-                sender: row.try_get("sender")?,
-                recipient: row.try_get("recipient")?,
-                body: row.try_get("body")?,
-                subject: row.try_get("subject")?,
-                content_id: row.try_get("content_id")?,
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query(
+                "SELECT t.sender, t.recipient, COALESCE(t.body, '') AS body, t.subject, t.content_id
+                 FROM transactions t JOIN deliveries d ON d.transaction_id = t.id WHERE t.id = $1",
+            )
+            .bind(transaction_id)
+            .fetch_optional(pool)
+            .await?;
+            row.map(|row| {
+                Ok(Mm7Message {
+                    sender: row.try_get("sender")?,
+                    recipient: row.try_get("recipient")?,
+                    body: row.try_get("body")?,
+                    subject: row.try_get("subject")?,
+                    content_id: row.try_get("content_id")?,
+                })
             })
+            .transpose()
         })
-        .transpose()
     }
 
     /// Remembers the MMSC's id of a submitted message.
@@ -45,26 +48,30 @@ impl Store {
         message_id: &str,
         transaction_id: i64,
     ) -> sqlx::Result<()> {
-        sqlx::query(
-            "INSERT INTO mm7_messages (message_id, carrier_id, transaction_id) VALUES ($1, $2, $3)
-             ON CONFLICT (carrier_id, message_id) DO UPDATE SET transaction_id = excluded.transaction_id",
-        )
-        .bind(message_id)
-        .bind(carrier_id)
-        .bind(transaction_id)
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        with_db!(self, |pool, writer| {
+            sqlx::query(
+                "INSERT INTO mm7_messages (message_id, carrier_id, transaction_id) VALUES ($1, $2, $3)
+                 ON CONFLICT (carrier_id, message_id) DO UPDATE SET transaction_id = excluded.transaction_id",
+            )
+            .bind(message_id)
+            .bind(carrier_id)
+            .bind(transaction_id)
+            .execute(writer)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Forgets an id whose final report was recorded: nothing names it again.
     pub async fn mm7_forget(&self, carrier_id: i64, message_id: &str) -> sqlx::Result<()> {
-        sqlx::query("DELETE FROM mm7_messages WHERE carrier_id = $1 AND message_id = $2")
-            .bind(carrier_id)
-            .bind(message_id)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        with_db!(self, |pool, writer| {
+            sqlx::query("DELETE FROM mm7_messages WHERE carrier_id = $1 AND message_id = $2")
+                .bind(carrier_id)
+                .bind(message_id)
+                .execute(writer)
+                .await?;
+            Ok(())
+        })
     }
 
     /// The transaction the MMSC's `message_id` names on this carrier.
@@ -73,12 +80,14 @@ impl Store {
         carrier_id: i64,
         message_id: &str,
     ) -> sqlx::Result<Option<i64>> {
-        sqlx::query_scalar(
-            "SELECT transaction_id FROM mm7_messages WHERE carrier_id = $1 AND message_id = $2",
-        )
-        .bind(carrier_id)
-        .bind(message_id)
-        .fetch_optional(&self.pool)
-        .await
+        with_db!(self, |pool, writer| {
+            sqlx::query_scalar(
+                "SELECT transaction_id FROM mm7_messages WHERE carrier_id = $1 AND message_id = $2",
+            )
+            .bind(carrier_id)
+            .bind(message_id)
+            .fetch_optional(pool)
+            .await
+        })
     }
 }

@@ -1,5 +1,6 @@
 //! The store: the only module that speaks SQL. One [`Store`] over a SQLite
-//! file (the default); every object keeps its queries in a file of its own
+//! file (the default) or a PostgreSQL database shared by several nodes
+//! (see [`backend`]); every object keeps its queries in a file of its own
 //! name (`store/list.rs` for lists, …).
 //!
 //! SQLite runs in WAL mode with `synchronous = NORMAL`: a commit survives
@@ -7,6 +8,7 @@
 //! commits back. Writers are serialised by SQLite itself, so the hot path
 //! batches: see [`sends`].
 
+pub mod backend;
 pub mod blast;
 pub mod campaign;
 pub mod carrier;
@@ -31,47 +33,61 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use anyhow::Context;
+use sqlx::postgres::{PgConnectOptions, PgPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Executor, SqlitePool};
+use sqlx::{Acquire, Executor, SqlitePool};
+
+use crate::with_db;
+pub use backend::Db;
+pub(crate) use backend::dual;
 
 use crate::config::Config;
 
 /// Migrations, numbered alike for every backend, applied in order.
-const MIGRATIONS: &[(i64, &str, &str)] = &[
+/// Migrations, numbered alike for both databases, applied in order:
+/// (version, name, SQLite text, PostgreSQL text).
+const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
     (
         1,
         "init",
         include_str!("../../migrations/sqlite/0001_init.sql"),
+        include_str!("../../migrations/postgres/0001_init.sql"),
     ),
     (
         2,
         "smpp",
         include_str!("../../migrations/sqlite/0002_smpp.sql"),
+        include_str!("../../migrations/postgres/0002_smpp.sql"),
     ),
     (
         3,
         "fair_claims",
         include_str!("../../migrations/sqlite/0003_fair_claims.sql"),
+        include_str!("../../migrations/postgres/0003_fair_claims.sql"),
     ),
     (
         4,
         "webhook_order",
         include_str!("../../migrations/sqlite/0004_webhook_order.sql"),
+        include_str!("../../migrations/postgres/0004_webhook_order.sql"),
     ),
     (
         5,
         "client_limits",
         include_str!("../../migrations/sqlite/0005_client_limits.sql"),
+        include_str!("../../migrations/postgres/0005_client_limits.sql"),
     ),
     (
         6,
         "carrier_generation",
         include_str!("../../migrations/sqlite/0006_carrier_generation.sql"),
+        include_str!("../../migrations/postgres/0006_carrier_generation.sql"),
     ),
     (
         7,
         "mms",
         include_str!("../../migrations/sqlite/0007_mms.sql"),
+        include_str!("../../migrations/postgres/0007_mms.sql"),
     ),
 ];
 
@@ -86,12 +102,7 @@ pub struct Generation {
 
 #[derive(Clone)]
 pub struct Store {
-    /// Reads: several connections, which WAL lets run beside the writer.
-    pub pool: SqlitePool,
-    /// Writes: one connection. SQLite takes one writer at a time anyway;
-    /// queueing writers here, in order, beats letting them collide and
-    /// back off in SQLite's busy handler (tens of milliseconds each).
-    pub writer: SqlitePool,
+    pub db: Db,
     /// The send path's opt-status reads, gathered into one query each.
     opt_reads: opt_reads::OptReads,
     /// The hot paths' own connection (a SQLite file only).
@@ -104,138 +115,98 @@ impl Store {
     /// Opens (creating if needed) the store the configuration names and
     /// brings its schema up to date.
     pub async fn open(config: &Config) -> anyhow::Result<Store> {
-        if !config.store.url.is_empty() && !config.store.url.starts_with("sqlite:") {
-            anyhow::bail!(
-                "store.url {:?}: this build supports SQLite only; leave store.url empty to use <data_dir>/moms.db",
-                config.store.url
-            );
-        }
-        std::fs::create_dir_all(&config.data_dir).with_context(|| {
-            format!("cannot create data folder {} (set --data-dir or MOMS_DATA_DIR to a writable folder)", config.data_dir.display())
-        })?;
-        let options = if config.store.url.is_empty() {
-            SqliteConnectOptions::new().filename(config.database_path())
+        let db = if is_postgres_url(&config.store.url) {
+            open_postgres(&config.store.url).await?
         } else {
-            SqliteConnectOptions::from_str(&config.store.url)?
-        }
-        .create_if_missing(true)
-        .journal_mode(SqliteJournalMode::Wal)
-        .synchronous(SqliteSynchronous::Normal)
-        .busy_timeout(Duration::from_secs(10))
-        .pragma("cache_size", "-65536")
-        .pragma("temp_store", "memory");
-        let opening = || {
-            format!(
-                "cannot open the database {}",
-                config.database_path().display()
-            )
+            open_sqlite(config).await?
         };
-        // A pool pings a connection before lending it by default: for SQLite
-        // that is a round trip to the connection's thread for nothing (there
-        // is no network to lose), which doubled the cost of a one-query read.
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options.clone())
-            .await
-            .with_context(opening)?;
-        let pool = SqlitePoolOptions::new()
-            .max_connections(8)
-            .min_connections(1)
-            .test_before_acquire(false)
-            .connect_with(options)
-            .await
-            .with_context(opening)?;
         let mut store = Store {
-            opt_reads: opt_reads::OptReads::start(pool.clone()),
-            pool,
-            writer,
+            opt_reads: opt_reads::OptReads::start(db.clone()),
+            db,
             thread: None,
             #[cfg(feature = "fault-injection")]
             faults: Default::default(),
         };
         store.migrate().await?;
-        store.thread = open_thread(&store.writer).map(std::sync::Arc::new);
-        if store.thread.is_some() {
-            // The thread's checkpointer folds the log back now: commits on the
-            // writer no longer stop to do it (see sqlite_thread).
-            sqlx::query("PRAGMA wal_autocheckpoint = 0")
-                .execute(&store.writer)
-                .await?;
+        if let Db::Sqlite { writer, .. } = &store.db {
+            store.thread = open_thread(writer).map(std::sync::Arc::new);
+            if store.thread.is_some() {
+                // The thread's checkpointer folds the log back now: commits on
+                // the writer no longer stop to do it (see sqlite_thread).
+                sqlx::query("PRAGMA wal_autocheckpoint = 0")
+                    .execute(writer)
+                    .await?;
+            }
         }
         Ok(store)
     }
 
     /// Applies the migrations not applied yet; returns how many ran.
     pub async fn migrate(&self) -> anyhow::Result<usize> {
-        self.writer
-            .execute(
-                "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at INTEGER NOT NULL)",
-            )
-            .await?;
-        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
-            .fetch_all(&self.pool)
-            .await?;
-        let mut ran = 0;
-        for (version, name, sql) in MIGRATIONS {
-            if applied.contains(version) {
-                continue;
+        with_db!(self, |pool, writer| {
+            if PG {
+                // Nodes starting together would race to apply the same
+                // migration: the first takes this lock, the others wait and
+                // then find it applied.
+                let mut lock = writer.acquire().await?;
+                sqlx::query("SELECT pg_advisory_lock(7_160_667)")
+                    .execute(&mut *lock)
+                    .await?;
+                let ran = on::migrate_on(&mut lock).await;
+                sqlx::query("SELECT pg_advisory_unlock(7_160_667)")
+                    .execute(&mut *lock)
+                    .await?;
+                ran
+            } else {
+                let mut conn = writer.acquire().await?;
+                on::migrate_on(&mut conn).await
             }
-            let mut tx = self.writer.begin().await?;
-            sqlx::raw_sql(*sql)
-                .execute(&mut *tx)
-                .await
-                .with_context(|| format!("migration {version} ({name}) failed"))?;
-            sqlx::query(
-                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
-            )
-            .bind(version)
-            .bind(name)
-            .bind(now())
-            .execute(&mut *tx)
-            .await?;
-            tx.commit().await?;
-            ran += 1;
-        }
-        Ok(ran)
+        })
     }
 
     /// The operator-change counter; caches are dropped when it moves.
     pub async fn generation(&self) -> sqlx::Result<Generation> {
-        let (any, carriers) = sqlx::query_as("SELECT value, carriers FROM generation WHERE id = 1")
-            .fetch_one(&self.pool)
-            .await?;
+        let (any, carriers) = with_db!(self, |pool, writer| {
+            sqlx::query_as("SELECT value, carriers FROM generation WHERE id = 1")
+                .fetch_one(pool)
+                .await?
+        });
         Ok(Generation { any, carriers })
     }
 
     /// Tells every running server that carriers, ported numbers or the
     /// blacklist changed (and so, like any change, drops their caches).
     pub async fn bump_carrier_generation(&self) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE generation SET value = value + 1, carriers = carriers + 1 WHERE id = 1",
-        )
-        .execute(&self.writer)
-        .await?;
+        with_db!(self, |pool, writer| {
+            sqlx::query(
+                "UPDATE generation SET value = value + 1, carriers = carriers + 1 WHERE id = 1",
+            )
+            .execute(writer)
+            .await?;
+        });
         Ok(())
     }
 
     /// Tells every running server that cached objects changed.
     pub async fn bump_generation(&self) -> sqlx::Result<()> {
-        sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
-            .execute(&self.writer)
-            .await?;
+        with_db!(self, |pool, writer| {
+            sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
+                .execute(writer)
+                .await?;
+        });
         Ok(())
     }
 
     pub async fn audit(&self, actor: &str, action: &str, detail: &str) -> sqlx::Result<()> {
-        sqlx::query("INSERT INTO audit (at, actor, action, detail) VALUES ($1, $2, $3, $4)")
-            .bind(now())
-            .bind(actor)
-            .bind(action)
-            .bind(detail)
-            .execute(&self.writer)
-            .await?;
+        with_db!(self, |pool, writer| {
+            sqlx::query("INSERT INTO audit (at, actor, action, detail) VALUES ($1, $2, $3, $4)")
+                .bind(now())
+                .bind(actor)
+                .bind(action)
+                .bind(detail)
+                .execute(writer)
+                .await?;
+        });
         Ok(())
     }
 
@@ -246,14 +217,17 @@ impl Store {
         number: Option<&str>,
         limit: i64,
     ) -> sqlx::Result<Vec<(i64, String, String, String)>> {
-        sqlx::query_as(
-            "SELECT at, actor, action, detail FROM audit
-             WHERE $1 IS NULL OR instr(detail, $1) > 0 ORDER BY id DESC LIMIT $2",
-        )
-        .bind(number)
-        .bind(limit)
-        .fetch_all(&self.pool)
-        .await
+        with_db!(self, |pool, writer| {
+            // `$1 || ''` types the parameter as text for PostgreSQL.
+            sqlx::query_as(
+                "SELECT at, actor, action, detail FROM audit
+                 WHERE $1 IS NULL OR detail LIKE '%' || $1 || '%' ESCAPE '\\' ORDER BY id DESC LIMIT $2",
+            )
+            .bind(number.map(escape_like))
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
     }
 
     /// Whether the hot paths have their own SQLite thread.
@@ -269,7 +243,10 @@ impl Store {
         f: impl FnOnce(&mut rusqlite::Connection) -> R + Send + 'static,
     ) -> Option<Result<R, String>> {
         let thread = self.thread.as_ref()?;
-        let turn = match self.writer.acquire().await {
+        let Db::Sqlite { writer, .. } = &self.db else {
+            return None;
+        };
+        let turn = match writer.acquire().await {
             Ok(turn) => turn,
             Err(error) => return Some(Err(error.to_string())),
         };
@@ -301,9 +278,12 @@ impl Store {
     /// store full (`max_page_count`) or read-only (`query_only`) for real.
     #[cfg(feature = "fault-injection")]
     pub async fn pragma_on_writers(&self, pragma: String) -> Result<(), String> {
+        let Db::Sqlite { writer, .. } = &self.db else {
+            return Err("pragmas are SQLite's".into());
+        };
         // Test input, not a client's.
         sqlx::query(sqlx::AssertSqlSafe(pragma.clone()))
-            .execute(&self.writer)
+            .execute(writer)
             .await
             .map_err(|e| e.to_string())?;
         if let Some(run) = self
@@ -314,6 +294,177 @@ impl Store {
         }
         Ok(())
     }
+}
+
+/// The SQLite pool unit tests inspect rows through.
+#[cfg(test)]
+pub(crate) fn test_sqlite(store: &Store) -> &SqlitePool {
+    match &store.db {
+        Db::Sqlite { writer, .. } => writer,
+        Db::Postgres { .. } => panic!("unit tests run on SQLite"),
+    }
+}
+
+/// Whether `store.url` names a PostgreSQL database.
+pub fn is_postgres_url(url: &str) -> bool {
+    url.starts_with("postgres://") || url.starts_with("postgresql://")
+}
+
+async fn open_sqlite(config: &Config) -> anyhow::Result<Db> {
+    if !config.store.url.is_empty() && !config.store.url.starts_with("sqlite:") {
+        anyhow::bail!(
+            "store.url {:?}: expected postgres://user@host/database, sqlite:PATH, or empty for <data_dir>/moms.db",
+            config.store.url
+        );
+    }
+    std::fs::create_dir_all(&config.data_dir).with_context(|| {
+        format!(
+            "cannot create data folder {} (set --data-dir or MOMS_DATA_DIR to a writable folder)",
+            config.data_dir.display()
+        )
+    })?;
+    let options = if config.store.url.is_empty() {
+        SqliteConnectOptions::new().filename(config.database_path())
+    } else {
+        SqliteConnectOptions::from_str(&config.store.url)?
+    }
+    .create_if_missing(true)
+    .journal_mode(SqliteJournalMode::Wal)
+    .synchronous(SqliteSynchronous::Normal)
+    .busy_timeout(Duration::from_secs(10))
+    .pragma("cache_size", "-65536")
+    .pragma("temp_store", "memory");
+    let opening = || {
+        format!(
+            "cannot open the database {}",
+            config.database_path().display()
+        )
+    };
+    // A pool pings a connection before lending it by default: for SQLite
+    // that is a round trip to the connection's thread for nothing (there
+    // is no network to lose), which doubled the cost of a one-query read.
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .min_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options.clone())
+        .await
+        .with_context(opening)?;
+    let pool = SqlitePoolOptions::new()
+        .max_connections(8)
+        .min_connections(1)
+        .test_before_acquire(false)
+        .connect_with(options)
+        .await
+        .with_context(opening)?;
+    Ok(Db::Sqlite { pool, writer })
+}
+
+async fn open_postgres(url: &str) -> anyhow::Result<Db> {
+    let options = PgConnectOptions::from_str(url)
+        .with_context(|| format!("store.url {:?} is not a PostgreSQL URL (postgres://user:password@host:5432/database)", redacted(url)))?
+        .application_name("moms");
+    let pool = PgPoolOptions::new()
+        .max_connections(16)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(10))
+        .connect_with(options)
+        .await
+        .with_context(|| {
+            format!(
+                "cannot connect to PostgreSQL at {} (is it running, does the database exist, may this user log in?)",
+                redacted(url)
+            )
+        })?;
+    Ok(Db::Postgres { pool })
+}
+
+/// A database URL fit for a log or an error: the password replaced.
+pub fn redacted(url: &str) -> String {
+    let mut shown = url.to_string();
+    if let Some(at) = shown.find('@')
+        && let Some(colon) = shown[..at].rfind(':').filter(|c| *c > 12)
+    {
+        shown.replace_range(colon + 1..at, "<redacted>");
+    }
+    shown
+}
+
+dual! {
+    /// Applies the migrations missing on one connection.
+    pub(crate) async fn migrate_on(conn: &mut Conn) -> anyhow::Result<usize> {
+        conn.execute(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)",
+        )
+        .await?;
+        let applied: Vec<i64> = sqlx::query_scalar("SELECT version FROM schema_migrations")
+            .fetch_all(&mut *conn)
+            .await?;
+        let mut ran = 0;
+        for (version, name, sqlite, postgres) in MIGRATIONS {
+            if applied.contains(version) {
+                continue;
+            }
+            let mut tx = conn.begin().await?;
+            sqlx::raw_sql(if PG { *postgres } else { *sqlite })
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("migration {version} ({name}) failed"))?;
+            sqlx::query(
+                "INSERT INTO schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)",
+            )
+            .bind(version)
+            .bind(name)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            ran += 1;
+        }
+        Ok(ran)
+    }
+}
+
+/// Every file's SQLite helpers, reached as `on::name` in store code.
+pub(crate) mod on_sqlite {
+    pub(crate) use super::blast::sqlite::*;
+    pub(crate) use super::campaign::sqlite::*;
+    pub(crate) use super::carrier::sqlite::*;
+    pub(crate) use super::client::sqlite::*;
+    pub(crate) use super::delivery::sqlite::*;
+    pub(crate) use super::inbound::sqlite::*;
+    pub(crate) use super::keyword::sqlite::*;
+    pub(crate) use super::list::sqlite::*;
+    pub(crate) use super::media::sqlite::*;
+    pub(crate) use super::privacy::sqlite::*;
+    pub(crate) use super::sends::sqlite::*;
+    pub(crate) use super::smpp::sqlite::*;
+    pub(crate) use super::sqlite::*;
+    pub(crate) use super::transaction::sqlite::*;
+    pub(crate) use super::user::sqlite::*;
+    pub(crate) use super::webhook::sqlite::*;
+    pub(crate) use crate::inbound::sqlite::*;
+}
+
+/// Every file's PostgreSQL helpers, reached as `on::name` in store code.
+pub(crate) mod on_postgres {
+    pub(crate) use super::blast::postgres::*;
+    pub(crate) use super::campaign::postgres::*;
+    pub(crate) use super::carrier::postgres::*;
+    pub(crate) use super::client::postgres::*;
+    pub(crate) use super::delivery::postgres::*;
+    pub(crate) use super::inbound::postgres::*;
+    pub(crate) use super::keyword::postgres::*;
+    pub(crate) use super::list::postgres::*;
+    pub(crate) use super::media::postgres::*;
+    pub(crate) use super::postgres::*;
+    pub(crate) use super::privacy::postgres::*;
+    pub(crate) use super::sends::postgres::*;
+    pub(crate) use super::smpp::postgres::*;
+    pub(crate) use super::transaction::postgres::*;
+    pub(crate) use super::user::postgres::*;
+    pub(crate) use super::webhook::postgres::*;
+    pub(crate) use crate::inbound::postgres::*;
 }
 
 /// The hot paths' thread for a SQLite file; `None` (sqlx only) for an
@@ -331,6 +482,19 @@ fn open_thread(writer: &SqlitePool) -> Option<sqlite_thread::SqliteThread> {
             None
         }
     }
+}
+
+/// `text` with LIKE's wildcards escaped (by a backslash) so it matches
+/// only itself.
+pub fn escape_like(text: &str) -> String {
+    let mut escaped = String::with_capacity(text.len());
+    for c in text.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            escaped.push('\\');
+        }
+        escaped.push(c);
+    }
+    escaped
 }
 
 /// Unix seconds.

@@ -9,7 +9,9 @@
 
 use std::collections::HashMap;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqlitePool};
+use sqlx::{QueryBuilder, Row};
+
+use crate::with_db;
 use tokio::sync::{mpsc, oneshot};
 
 /// The most lookups one query answers (two bound values each).
@@ -27,9 +29,9 @@ pub struct OptReads {
 impl OptReads {
     /// Starts the reading task on the current runtime; it ends when the
     /// last handle is dropped.
-    pub fn start(pool: SqlitePool) -> OptReads {
+    pub fn start(db: super::Db) -> OptReads {
         let (lookups, receiver) = mpsc::channel(MAX_BATCH * 4);
-        tokio::spawn(reader(pool, receiver));
+        tokio::spawn(reader(db, receiver));
         OptReads { lookups }
     }
 
@@ -50,10 +52,10 @@ impl OptReads {
     }
 }
 
-async fn reader(pool: SqlitePool, mut receiver: mpsc::Receiver<Lookup>) {
+async fn reader(db: super::Db, mut receiver: mpsc::Receiver<Lookup>) {
     let mut batch: Vec<Lookup> = Vec::with_capacity(MAX_BATCH);
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
-        match read(&pool, &batch).await {
+        match read(&db, &batch).await {
             Ok(found) => {
                 for (key, reply) in batch.drain(..) {
                     let _ = reply.send(Ok(found.get(&key).copied()));
@@ -70,20 +72,22 @@ async fn reader(pool: SqlitePool, mut receiver: mpsc::Receiver<Lookup>) {
 }
 
 /// The statuses of the batch's pairs that have one (UNSEEN ones have no row).
-async fn read(pool: &SqlitePool, batch: &[Lookup]) -> sqlx::Result<HashMap<(String, i64), i64>> {
-    let mut select: QueryBuilder<Sqlite> = QueryBuilder::new("WITH s (number, campaign_id) AS (");
-    select.push_values(batch, |mut b, ((number, campaign_id), _)| {
-        b.push_bind(number.as_str()).push_bind(*campaign_id);
-    });
-    select.push(
-        ") SELECT o.number, o.campaign_id, o.status FROM s
-         JOIN opt_status o ON o.number = s.number AND o.campaign_id = s.campaign_id",
-    );
-    // Its text changes with the batch size: not worth a cached statement.
-    let rows = select.build().persistent(false).fetch_all(pool).await?;
-    rows.iter()
-        .map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?)))
-        .collect()
+async fn read(db: &super::Db, batch: &[Lookup]) -> sqlx::Result<HashMap<(String, i64), i64>> {
+    with_db!(db, |pool, writer| {
+        let mut select: QueryBuilder<Db> = QueryBuilder::new("WITH s (number, campaign_id) AS (");
+        select.push_values(batch, |mut b, ((number, campaign_id), _)| {
+            b.push_bind(number.as_str()).push_bind(*campaign_id);
+        });
+        select.push(
+            ") SELECT o.number, o.campaign_id, o.status FROM s
+             JOIN opt_status o ON o.number = s.number AND o.campaign_id = s.campaign_id",
+        );
+        // Its text changes with the batch size: not worth a cached statement.
+        let rows = select.build().persistent(false).fetch_all(pool).await?;
+        rows.iter()
+            .map(|row| Ok(((row.try_get(0)?, row.try_get(1)?), row.try_get(2)?)))
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -101,7 +105,7 @@ mod tests {
             "INSERT INTO opt_status (number, campaign_id, status, updated_at) VALUES
              ('13105550100', 1, 1, 0), ('13105550100', 2, -2, 0), ('13105550101', 1, 0, 0)",
         )
-        .execute(&store.writer)
+        .execute(crate::store::test_sqlite(&store))
         .await
         .expect("seed");
         let asked = [

@@ -3,7 +3,8 @@
 //! opt-out records always stay: an opted-out number must never be messaged
 //! again, even once everything else about it is gone.
 
-use sqlx::SqliteConnection;
+use crate::store::dual;
+use crate::with_db;
 
 use super::{Store, now};
 
@@ -21,43 +22,45 @@ impl Store {
     /// Erases what is kept about `number` (E.164 digits) but its opt-out
     /// records. Returns the content ids whose files the caller removes.
     pub async fn forget(&self, number: &str) -> sqlx::Result<Erased> {
-        let mut tx = self.writer.begin().await?;
-        let mut erased = Erased {
-            transactions: run(&mut tx, number, "UPDATE transactions SET body = NULL, subject = '', recipient = '', to_input = '', to_name = '', udp = '' WHERE recipient = $1").await?,
-            inbound: run(&mut tx, number, "UPDATE inbound SET body = NULL, subject = '', sender = '' WHERE sender = $1").await?,
-            list_memberships: run(&mut tx, number, "DELETE FROM list_members WHERE number = $1").await?,
-            handsets: run(&mut tx, number, "DELETE FROM users WHERE number = $1").await?,
-            media: Vec::new(),
-        };
-        run(
-            &mut tx,
-            number,
-            "DELETE FROM conversations WHERE number = $1",
-        )
-        .await?;
-        // Only the opt-outs stay: they are what keeps the number from being messaged.
-        run(
-            &mut tx,
-            number,
-            "DELETE FROM opt_status WHERE number = $1 AND status <> -2",
-        )
-        .await?;
-        run(
-            &mut tx,
-            number,
-            "UPDATE opt_status SET source = 'forgotten' WHERE number = $1",
-        )
-        .await?;
-        erased.media = sqlx::query_scalar(
-            "UPDATE media SET destroyed_at = $2, name = '', filename = '', sender = NULL
-             WHERE sender = $1 RETURNING id",
-        )
-        .bind(number)
-        .bind(now())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(erased)
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let mut erased = Erased {
+                transactions: on::run(&mut tx, number, "UPDATE transactions SET body = NULL, subject = '', recipient = '', to_input = '', to_name = '', udp = '' WHERE recipient = $1").await?,
+                inbound: on::run(&mut tx, number, "UPDATE inbound SET body = NULL, subject = '', sender = '' WHERE sender = $1").await?,
+                list_memberships: on::run(&mut tx, number, "DELETE FROM list_members WHERE number = $1").await?,
+                handsets: on::run(&mut tx, number, "DELETE FROM users WHERE number = $1").await?,
+                media: Vec::new(),
+            };
+            on::run(
+                &mut tx,
+                number,
+                "DELETE FROM conversations WHERE number = $1",
+            )
+            .await?;
+            // Only the opt-outs stay: they are what keeps the number from being messaged.
+            on::run(
+                &mut tx,
+                number,
+                "DELETE FROM opt_status WHERE number = $1 AND status <> -2",
+            )
+            .await?;
+            on::run(
+                &mut tx,
+                number,
+                "UPDATE opt_status SET source = 'forgotten' WHERE number = $1",
+            )
+            .await?;
+            erased.media = sqlx::query_scalar(
+                "UPDATE media SET destroyed_at = $2, name = '', filename = '', sender = NULL
+                 WHERE sender = $1 RETURNING id",
+            )
+            .bind(number)
+            .bind(now())
+            .fetch_all(&mut *tx)
+            .await?;
+            tx.commit().await?;
+            Ok(erased)
+        })
     }
 
     /// Removes what retention no longer allows: bodies and inbound texts of
@@ -65,37 +68,41 @@ impl Store {
     /// and handsets learned before it. Returns the content ids whose files
     /// the caller removes.
     pub async fn expire(&self, before: i64) -> sqlx::Result<Vec<i64>> {
-        let mut tx = self.writer.begin().await?;
-        sqlx::query("UPDATE transactions SET body = NULL, subject = '' WHERE created_at < $1 AND body IS NOT NULL")
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            sqlx::query("UPDATE transactions SET body = NULL, subject = '' WHERE created_at < $1 AND body IS NOT NULL")
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query("UPDATE inbound SET body = NULL, subject = '' WHERE created_at < $1 AND body IS NOT NULL")
+                .bind(before)
+                .execute(&mut *tx)
+                .await?;
+            sqlx::query(
+                "UPDATE users SET handset_id = NULL WHERE updated_at < $1 AND handset_id IS NOT NULL",
+            )
             .bind(before)
             .execute(&mut *tx)
             .await?;
-        sqlx::query("UPDATE inbound SET body = NULL, subject = '' WHERE created_at < $1 AND body IS NOT NULL")
+            let media = sqlx::query_scalar(
+                "UPDATE media SET destroyed_at = $2 WHERE created_at < $1 AND destroyed_at IS NULL RETURNING id",
+            )
             .bind(before)
-            .execute(&mut *tx)
+            .bind(now())
+            .fetch_all(&mut *tx)
             .await?;
-        sqlx::query(
-            "UPDATE users SET handset_id = NULL WHERE updated_at < $1 AND handset_id IS NOT NULL",
-        )
-        .bind(before)
-        .execute(&mut *tx)
-        .await?;
-        let media = sqlx::query_scalar(
-            "UPDATE media SET destroyed_at = $2 WHERE created_at < $1 AND destroyed_at IS NULL RETURNING id",
-        )
-        .bind(before)
-        .bind(now())
-        .fetch_all(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(media)
+            tx.commit().await?;
+            Ok(media)
+        })
     }
 }
 
-async fn run(tx: &mut SqliteConnection, number: &str, sql: &'static str) -> sqlx::Result<u64> {
-    Ok(sqlx::query(sql)
-        .bind(number)
-        .execute(&mut *tx)
-        .await?
-        .rows_affected())
+dual! {
+    pub(crate) async fn run(tx: &mut Conn, number: &str, sql: &'static str) -> sqlx::Result<u64> {
+        Ok(sqlx::query(sql)
+            .bind(number)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected())
+    }
 }

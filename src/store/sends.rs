@@ -8,11 +8,13 @@
 //! SQLite file the commits run on the store's own thread
 //! ([`super::sqlite_thread`]); this module's sqlx path serves the rest.
 
+use crate::store::dual;
+use crate::with_db;
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use rand::Rng;
-use sqlx::{QueryBuilder, Sqlite, SqliteConnection};
+use sqlx::QueryBuilder;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::sqlite_thread::commit_sends;
@@ -255,14 +257,18 @@ impl Store {
         request_id: &str,
     ) -> sqlx::Result<Option<Accepted>> {
         self.check_faults()?;
-        let mut conn = self.pool.acquire().await?;
-        earlier_request(&mut conn, client_id, request_id, now()).await
+        with_db!(self, |pool, writer| {
+            let mut conn = pool.acquire().await?;
+            on::earlier_request(&mut conn, client_id, request_id, now()).await
+        })
     }
 
     pub async fn max_transaction_id(&self) -> sqlx::Result<i64> {
-        sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM transactions")
-            .fetch_one(&self.pool)
-            .await
+        with_db!(self, |pool, writer| {
+            sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM transactions")
+                .fetch_one(pool)
+                .await
+        })
     }
 
     /// Commits a batch of sends, ids from `first_id` on, answering each job
@@ -270,226 +276,230 @@ impl Store {
     /// `batch`, unanswered.
     async fn insert_sends(&self, batch: &mut Vec<Job>, first_id: i64) -> sqlx::Result<i64> {
         self.check_faults()?;
-        let now = now();
-        let now_ms = now_ms();
-        let mut tx = self.writer.begin().await?;
-        let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(batch.len());
-        let mut rows: Vec<(i64, String, &NewTransaction)> = Vec::with_capacity(batch.len());
-        let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();
-        let mut next_id = first_id;
-        for (send, _) in batch.iter() {
-            if let Some(request_id) = send.request_id.as_deref() {
-                if let Some(first) = seen_requests.get(&(send.client_id, request_id)) {
-                    answers.push(Ok(first.clone()));
-                    continue;
+        with_db!(self, |pool, writer| {
+            let now = now();
+            let now_ms = now_ms();
+            let mut tx = writer.begin().await?;
+            let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(batch.len());
+            let mut rows: Vec<(i64, String, &NewTransaction)> = Vec::with_capacity(batch.len());
+            let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();
+            let mut next_id = first_id;
+            for (send, _) in batch.iter() {
+                if let Some(request_id) = send.request_id.as_deref() {
+                    if let Some(first) = seen_requests.get(&(send.client_id, request_id)) {
+                        answers.push(Ok(first.clone()));
+                        continue;
+                    }
+                    if let Some(first) =
+                        on::earlier_request(&mut tx, send.client_id, request_id, now).await?
+                    {
+                        seen_requests.insert((send.client_id, request_id), first.clone());
+                        answers.push(Ok(first));
+                        continue;
+                    }
                 }
-                if let Some(first) =
-                    earlier_request(&mut tx, send.client_id, request_id, now).await?
+                if let Some((campaign_id, code)) = &send.promo
+                    && !on::use_promo(&mut tx, *campaign_id, code).await?
                 {
-                    seen_requests.insert((send.client_id, request_id), first.clone());
-                    answers.push(Ok(first));
+                    answers.push(Err(Rejected::PromoExhausted));
                     continue;
                 }
+                let accepted = Accepted {
+                    message_id: next_id,
+                    hash: random_hash(),
+                };
+                next_id += 1;
+                if let Some(request_id) = send.request_id.as_deref() {
+                    seen_requests.insert((send.client_id, request_id), accepted.clone());
+                }
+                rows.push((accepted.message_id, accepted.hash.clone(), send));
+                answers.push(Ok(accepted));
             }
-            if let Some((campaign_id, code)) = &send.promo
-                && !use_promo(&mut tx, *campaign_id, code).await?
-            {
-                answers.push(Err(Rejected::PromoExhausted));
-                continue;
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                on::insert_rows(&mut tx, chunk, now, now_ms).await?;
             }
-            let accepted = Accepted {
-                message_id: next_id,
-                hash: random_hash(),
-            };
-            next_id += 1;
-            if let Some(request_id) = send.request_id.as_deref() {
-                seen_requests.insert((send.client_id, request_id), accepted.clone());
+            tx.commit().await?;
+            for ((_, reply), answer) in batch.drain(..).zip(answers) {
+                let _ = reply.send(answer);
             }
-            rows.push((accepted.message_id, accepted.hash.clone(), send));
-            answers.push(Ok(accepted));
-        }
-        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
-            insert_rows(&mut tx, chunk, now, now_ms).await?;
-        }
-        tx.commit().await?;
-        for ((_, reply), answer) in batch.drain(..).zip(answers) {
-            let _ = reply.send(answer);
-        }
-        Ok(next_id)
-    }
-}
-
-/// The answer given to an earlier send with this `request_id` within 24 hours.
-async fn earlier_request(
-    tx: &mut SqliteConnection,
-    client_id: i64,
-    request_id: &str,
-    now: i64,
-) -> sqlx::Result<Option<Accepted>> {
-    let row: Option<(i64, String)> = sqlx::query_as(
-        "SELECT t.id, t.hash FROM request_ids r JOIN transactions t ON t.id = r.transaction_id
-         WHERE r.client_id = $1 AND r.request_id = $2 AND r.created_at > $3",
-    )
-    .bind(client_id)
-    .bind(request_id)
-    .bind(now - 86_400)
-    .fetch_optional(&mut *tx)
-    .await?;
-    Ok(row.map(|(message_id, hash)| Accepted { message_id, hash }))
-}
-
-/// Uses a promotion once; false when it is used up.
-async fn use_promo(tx: &mut SqliteConnection, campaign_id: i64, code: &str) -> sqlx::Result<bool> {
-    let done = sqlx::query(
-        "UPDATE promos SET uses = uses + 1
-         WHERE campaign_id = $1 AND code_key = $2 AND (max_uses IS NULL OR uses < max_uses)",
-    )
-    .bind(campaign_id)
-    .bind(code)
-    .execute(&mut *tx)
-    .await?;
-    Ok(done.rows_affected() == 1)
-}
-
-async fn insert_rows(
-    tx: &mut SqliteConnection,
-    rows: &[(i64, String, &NewTransaction)],
-    now: i64,
-    now_ms: i64,
-) -> sqlx::Result<()> {
-    let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO transactions (id, hash, client_id, campaign_id, sender, from_name, recipient, to_input, to_name,
-         kind, body, subject, content_id, status, carrier_id, callback, udp, blast_id, created_at, updated_at) ",
-    );
-    insert.push_values(rows, |mut b, (id, hash, t)| {
-        b.push_bind(*id)
-            .push_bind(hash.as_str())
-            .push_bind(t.client_id)
-            .push_bind(t.campaign_id)
-            .push_bind(t.sender.as_str())
-            .push_bind(t.from_name.as_str())
-            .push_bind(t.recipient.as_str())
-            .push_bind(t.to_input.as_str())
-            .push_bind(t.to_name.as_str())
-            .push_bind(t.kind)
-            .push_bind(stored_body(t, *id).into_owned())
-            .push_bind(t.subject.as_str())
-            .push_bind(t.content_id)
-            .push_bind(if t.held { "HELD" } else { "QUEUED" })
-            .push_bind(t.carrier_id)
-            .push_bind(t.callback.as_str())
-            .push_bind(t.udp.as_str())
-            .push_bind(t.blast_id)
-            .push_bind(now)
-            .push_bind(now);
-    });
-    insert.build().execute(&mut *tx).await?;
-
-    let mut history: QueryBuilder<Sqlite> =
-        QueryBuilder::new("INSERT INTO history (transaction_id, at_ms, event) ");
-    let events = rows
-        .iter()
-        .flat_map(|(id, _, t)| first_events(t).map(move |event| (*id, event)));
-    history.push_values(events, |mut b, (id, event)| {
-        b.push_bind(id).push_bind(now_ms).push_bind(event);
-    });
-    history.build().execute(&mut *tx).await?;
-
-    let mut deliveries: QueryBuilder<Sqlite> = QueryBuilder::new(
-        "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id) ",
-    );
-    deliveries.push_values(rows, |mut b, (id, _, t)| {
-        let (stage, due) = if t.held {
-            ("held", t.expires_ms)
-        } else {
-            ("submit", now_ms)
-        };
-        b.push_bind(*id)
-            .push_bind(stage)
-            .push_bind(due)
-            .push_bind(t.expires_ms)
-            .push_bind(t.client_id);
-    });
-    deliveries.build().execute(&mut *tx).await?;
-
-    let requests: Vec<_> = rows
-        .iter()
-        .filter_map(|(id, _, t)| t.request_id.as_deref().map(|r| (*id, t.client_id, r)))
-        .collect();
-    if !requests.is_empty() {
-        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT OR REPLACE INTO request_ids (client_id, request_id, transaction_id, created_at) ",
-        );
-        insert.push_values(&requests, |mut b, (id, client_id, request_id)| {
-            b.push_bind(*client_id)
-                .push_bind(*request_id)
-                .push_bind(*id)
-                .push_bind(now);
-        });
-        insert.build().execute(&mut *tx).await?;
-    }
-
-    let opts: Vec<_> = rows
-        .iter()
-        .filter_map(|(_, _, t)| t.opt_in.map(|s| (t.recipient.as_str(), t.campaign_id, s)))
-        .collect();
-    if !opts.is_empty() {
-        let mut insert: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO opt_status (number, campaign_id, status, source, updated_at) ",
-        );
-        insert.push_values(&opts, |mut b, (number, campaign_id, status)| {
-            b.push_bind(*number)
-                .push_bind(*campaign_id)
-                .push_bind(*status)
-                .push_bind("send")
-                .push_bind(now);
-        });
-        // Only an UNSEEN number changes: an opt-out or an earlier opt-in stays.
-        insert.push(" ON CONFLICT (number, campaign_id) DO NOTHING");
-        insert.build().execute(&mut *tx).await?;
-    }
-
-    // The last send of the batch to a number decides its conversation.
-    let conversations: HashMap<(&str, &str), i64> = rows
-        .iter()
-        .filter_map(|(_, _, t)| {
-            t.conversation
-                .as_deref()
-                .map(|code| ((code, t.recipient.as_str()), t.campaign_id))
+            Ok(next_id)
         })
-        .collect();
-    if !conversations.is_empty() {
-        let mut upsert: QueryBuilder<Sqlite> = QueryBuilder::new(
-            "INSERT INTO conversations (shortcode, number, campaign_id, updated_at) ",
-        );
-        upsert.push_values(&conversations, |mut b, ((code, number), campaign_id)| {
-            b.push_bind(*code)
-                .push_bind(*number)
-                .push_bind(*campaign_id)
-                .push_bind(now);
-        });
-        upsert.push(
-            " ON CONFLICT (shortcode, number) DO UPDATE SET campaign_id = excluded.campaign_id, updated_at = excluded.updated_at",
-        );
-        upsert.build().execute(&mut *tx).await?;
+    }
+}
+
+dual! {
+    /// The answer given to an earlier send with this `request_id` within 24 hours.
+    pub(crate) async fn earlier_request(
+        tx: &mut Conn,
+        client_id: i64,
+        request_id: &str,
+        now: i64,
+    ) -> sqlx::Result<Option<Accepted>> {
+        let row: Option<(i64, String)> = sqlx::query_as(
+            "SELECT t.id, t.hash FROM request_ids r JOIN transactions t ON t.id = r.transaction_id
+             WHERE r.client_id = $1 AND r.request_id = $2 AND r.created_at > $3",
+        )
+        .bind(client_id)
+        .bind(request_id)
+        .bind(now - 86_400)
+        .fetch_optional(&mut *tx)
+        .await?;
+        Ok(row.map(|(message_id, hash)| Accepted { message_id, hash }))
     }
 
-    // The carrier each recipient resolved to, for user.info. One row per
-    // number: an upsert may not touch the same row twice in one statement.
-    let carriers: HashMap<&str, i64> = rows
-        .iter()
-        .filter_map(|(_, _, t)| t.carrier_id.map(|id| (t.recipient.as_str(), id)))
-        .collect();
-    if !carriers.is_empty() {
-        let mut upsert: QueryBuilder<Sqlite> =
-            QueryBuilder::new("INSERT INTO users (number, carrier_id, updated_at) ");
-        upsert.push_values(&carriers, |mut b, (number, carrier_id)| {
-            b.push_bind(*number).push_bind(*carrier_id).push_bind(now);
-        });
-        upsert.push(
-            " ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id, updated_at = excluded.updated_at",
-        );
-        upsert.build().execute(&mut *tx).await?;
+    /// Uses a promotion once; false when it is used up.
+    pub(crate) async fn use_promo(tx: &mut Conn, campaign_id: i64, code: &str) -> sqlx::Result<bool> {
+        let done = sqlx::query(
+            "UPDATE promos SET uses = uses + 1
+             WHERE campaign_id = $1 AND code_key = $2 AND (max_uses IS NULL OR uses < max_uses)",
+        )
+        .bind(campaign_id)
+        .bind(code)
+        .execute(&mut *tx)
+        .await?;
+        Ok(done.rows_affected() == 1)
     }
-    Ok(())
+
+    pub(crate) async fn insert_rows(
+        tx: &mut Conn,
+        rows: &[(i64, String, &NewTransaction)],
+        now: i64,
+        now_ms: i64,
+    ) -> sqlx::Result<()> {
+        let mut insert: QueryBuilder<Db> = QueryBuilder::new(
+            "INSERT INTO transactions (id, hash, client_id, campaign_id, sender, from_name, recipient, to_input, to_name,
+             kind, body, subject, content_id, status, carrier_id, callback, udp, blast_id, created_at, updated_at) ",
+        );
+        insert.push_values(rows, |mut b, (id, hash, t)| {
+            b.push_bind(*id)
+                .push_bind(hash.as_str())
+                .push_bind(t.client_id)
+                .push_bind(t.campaign_id)
+                .push_bind(t.sender.as_str())
+                .push_bind(t.from_name.as_str())
+                .push_bind(t.recipient.as_str())
+                .push_bind(t.to_input.as_str())
+                .push_bind(t.to_name.as_str())
+                .push_bind(t.kind)
+                .push_bind(stored_body(t, *id).into_owned())
+                .push_bind(t.subject.as_str())
+                .push_bind(t.content_id)
+                .push_bind(if t.held { "HELD" } else { "QUEUED" })
+                .push_bind(t.carrier_id)
+                .push_bind(t.callback.as_str())
+                .push_bind(t.udp.as_str())
+                .push_bind(t.blast_id)
+                .push_bind(now)
+                .push_bind(now);
+        });
+        insert.build().execute(&mut *tx).await?;
+
+        let mut history: QueryBuilder<Db> =
+            QueryBuilder::new("INSERT INTO history (transaction_id, at_ms, event) ");
+        let events = rows
+            .iter()
+            .flat_map(|(id, _, t)| first_events(t).map(move |event| (*id, event)));
+        history.push_values(events, |mut b, (id, event)| {
+            b.push_bind(id).push_bind(now_ms).push_bind(event);
+        });
+        history.build().execute(&mut *tx).await?;
+
+        let mut deliveries: QueryBuilder<Db> = QueryBuilder::new(
+            "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id) ",
+        );
+        deliveries.push_values(rows, |mut b, (id, _, t)| {
+            let (stage, due) = if t.held {
+                ("held", t.expires_ms)
+            } else {
+                ("submit", now_ms)
+            };
+            b.push_bind(*id)
+                .push_bind(stage)
+                .push_bind(due)
+                .push_bind(t.expires_ms)
+                .push_bind(t.client_id);
+        });
+        deliveries.build().execute(&mut *tx).await?;
+
+        let requests: Vec<_> = rows
+            .iter()
+            .filter_map(|(id, _, t)| t.request_id.as_deref().map(|r| (*id, t.client_id, r)))
+            .collect();
+        if !requests.is_empty() {
+            let mut insert: QueryBuilder<Db> = QueryBuilder::new(
+                "INSERT OR REPLACE INTO request_ids (client_id, request_id, transaction_id, created_at) ",
+            );
+            insert.push_values(&requests, |mut b, (id, client_id, request_id)| {
+                b.push_bind(*client_id)
+                    .push_bind(*request_id)
+                    .push_bind(*id)
+                    .push_bind(now);
+            });
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        let opts: Vec<_> = rows
+            .iter()
+            .filter_map(|(_, _, t)| t.opt_in.map(|s| (t.recipient.as_str(), t.campaign_id, s)))
+            .collect();
+        if !opts.is_empty() {
+            let mut insert: QueryBuilder<Db> = QueryBuilder::new(
+                "INSERT INTO opt_status (number, campaign_id, status, source, updated_at) ",
+            );
+            insert.push_values(&opts, |mut b, (number, campaign_id, status)| {
+                b.push_bind(*number)
+                    .push_bind(*campaign_id)
+                    .push_bind(*status)
+                    .push_bind("send")
+                    .push_bind(now);
+            });
+            // Only an UNSEEN number changes: an opt-out or an earlier opt-in stays.
+            insert.push(" ON CONFLICT (number, campaign_id) DO NOTHING");
+            insert.build().execute(&mut *tx).await?;
+        }
+
+        // The last send of the batch to a number decides its conversation.
+        let conversations: HashMap<(&str, &str), i64> = rows
+            .iter()
+            .filter_map(|(_, _, t)| {
+                t.conversation
+                    .as_deref()
+                    .map(|code| ((code, t.recipient.as_str()), t.campaign_id))
+            })
+            .collect();
+        if !conversations.is_empty() {
+            let mut upsert: QueryBuilder<Db> = QueryBuilder::new(
+                "INSERT INTO conversations (shortcode, number, campaign_id, updated_at) ",
+            );
+            upsert.push_values(&conversations, |mut b, ((code, number), campaign_id)| {
+                b.push_bind(*code)
+                    .push_bind(*number)
+                    .push_bind(*campaign_id)
+                    .push_bind(now);
+            });
+            upsert.push(
+                " ON CONFLICT (shortcode, number) DO UPDATE SET campaign_id = excluded.campaign_id, updated_at = excluded.updated_at",
+            );
+            upsert.build().execute(&mut *tx).await?;
+        }
+
+        // The carrier each recipient resolved to, for user.info. One row per
+        // number: an upsert may not touch the same row twice in one statement.
+        let carriers: HashMap<&str, i64> = rows
+            .iter()
+            .filter_map(|(_, _, t)| t.carrier_id.map(|id| (t.recipient.as_str(), id)))
+            .collect();
+        if !carriers.is_empty() {
+            let mut upsert: QueryBuilder<Db> =
+                QueryBuilder::new("INSERT INTO users (number, carrier_id, updated_at) ");
+            upsert.push_values(&carriers, |mut b, (number, carrier_id)| {
+                b.push_bind(*number).push_bind(*carrier_id).push_bind(now);
+            });
+            upsert.push(
+                " ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id, updated_at = excluded.updated_at",
+            );
+            upsert.build().execute(&mut *tx).await?;
+        }
+        Ok(())
+    }
 }

@@ -2,11 +2,13 @@
 //! it gave each segment, each segment's receipt, and receipts that arrived
 //! before the id they name was recorded (kept until it is, never dropped).
 
+use crate::store::dual;
+use crate::with_db;
 use std::collections::BTreeSet;
 
-use sqlx::{QueryBuilder, Row, Sqlite, SqliteConnection};
+use sqlx::{QueryBuilder, Row};
 
-use super::delivery::{DUE_COLUMNS, Due, due_from_row};
+use super::delivery::{DUE_COLUMNS, Due};
 use super::{Store, now_ms};
 
 /// A message to submit: its text and what was already accepted of it.
@@ -52,36 +54,38 @@ pub struct SegmentState {
 impl Store {
     /// The message of a transaction still queued for delivery.
     pub async fn smpp_message(&self, transaction_id: i64) -> sqlx::Result<Option<SmppMessage>> {
-        // One hand-over to the store's SQLite thread instead of two queries.
-        if let Some(result) = self
-            .read_on_thread(move |c| on_thread::message(c, transaction_id))
-            .await
-        {
-            return flatten(result);
-        }
-        let row = sqlx::query(
-            "SELECT t.sender, t.recipient, COALESCE(t.body, '') AS body FROM transactions t
-             JOIN deliveries d ON d.transaction_id = t.id WHERE t.id = $1",
-        )
-        .bind(transaction_id)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(None);
-        };
-        let accepted: Vec<i64> = sqlx::query_scalar(
-            "SELECT segment FROM smpp_segments
-             WHERE transaction_id = $1 AND message_id IS NOT NULL ORDER BY segment",
-        )
-        .bind(transaction_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(Some(SmppMessage {
-            sender: row.try_get("sender")?,
-            recipient: row.try_get("recipient")?,
-            body: row.try_get("body")?,
-            accepted,
-        }))
+        with_db!(self, |pool, writer| {
+            // One hand-over to the store's SQLite thread instead of two queries.
+            if let Some(result) = self
+                .read_on_thread(move |c| on_thread::message(c, transaction_id))
+                .await
+            {
+                return flatten(result);
+            }
+            let row = sqlx::query(
+                "SELECT t.sender, t.recipient, COALESCE(t.body, '') AS body FROM transactions t
+                 JOIN deliveries d ON d.transaction_id = t.id WHERE t.id = $1",
+            )
+            .bind(transaction_id)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(None);
+            };
+            let accepted: Vec<i64> = sqlx::query_scalar(
+                "SELECT segment FROM smpp_segments
+                 WHERE transaction_id = $1 AND message_id IS NOT NULL ORDER BY segment",
+            )
+            .bind(transaction_id)
+            .fetch_all(pool)
+            .await?;
+            Ok(Some(SmppMessage {
+                sender: row.try_get("sender")?,
+                recipient: row.try_get("recipient")?,
+                body: row.try_get("body")?,
+                accepted,
+            }))
+        })
     }
 
     /// Records accepted segments and final receipts in one commit: a
@@ -92,54 +96,56 @@ impl Store {
         accepted: &[AcceptedSegment],
         receipts: &[ReceiptRow],
     ) -> sqlx::Result<BTreeSet<i64>> {
-        let now = now_ms();
-        if self.has_thread() {
-            let (accepted, receipts) = (accepted.to_vec(), receipts.to_vec());
-            let result = self
-                .write_on_thread(move |c| on_thread::record(c, &accepted, &receipts, now))
-                .await;
-            if let Some(result) = result {
-                return flatten(result);
-            }
-        }
-        let mut touched = BTreeSet::new();
-        let mut tx = self.writer.begin().await?;
-        for segment in accepted {
-            sqlx::query(
-                "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, accepted_ms)
-                 VALUES ($1, $2, $3, $4, $5)
-                 ON CONFLICT (transaction_id, segment)
-                 DO UPDATE SET message_id = excluded.message_id, total = excluded.total,
-                               accepted_ms = excluded.accepted_ms",
-            )
-            .bind(segment.transaction_id)
-            .bind(segment.segment)
-            .bind(segment.total)
-            .bind(&segment.message_id)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
-            touched.insert(segment.transaction_id);
-            apply_pending(&mut tx, segment).await?;
-        }
-        for receipt in receipts {
-            match find_segment(&mut tx, &receipt.candidates).await? {
-                Some((transaction_id, segment)) => {
-                    set_receipt(
-                        &mut tx,
-                        transaction_id,
-                        segment,
-                        &receipt.stat,
-                        receipt.delivered,
-                    )
-                    .await?;
-                    touched.insert(transaction_id);
+        with_db!(self, |pool, writer| {
+            let now = now_ms();
+            if self.has_thread() {
+                let (accepted, receipts) = (accepted.to_vec(), receipts.to_vec());
+                let result = self
+                    .write_on_thread(move |c| on_thread::record(c, &accepted, &receipts, now))
+                    .await;
+                if let Some(result) = result {
+                    return flatten(result);
                 }
-                None => keep_pending(&mut tx, receipt, now).await?,
             }
-        }
-        tx.commit().await?;
-        Ok(touched)
+            let mut touched = BTreeSet::new();
+            let mut tx = writer.begin().await?;
+            for segment in accepted {
+                sqlx::query(
+                    "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, accepted_ms)
+                     VALUES ($1, $2, $3, $4, $5)
+                     ON CONFLICT (transaction_id, segment)
+                     DO UPDATE SET message_id = excluded.message_id, total = excluded.total,
+                                   accepted_ms = excluded.accepted_ms",
+                )
+                .bind(segment.transaction_id)
+                .bind(segment.segment)
+                .bind(segment.total)
+                .bind(&segment.message_id)
+                .bind(now)
+                .execute(&mut *tx)
+                .await?;
+                touched.insert(segment.transaction_id);
+                on::apply_pending(&mut tx, segment).await?;
+            }
+            for receipt in receipts {
+                match on::find_segment(&mut tx, &receipt.candidates).await? {
+                    Some((transaction_id, segment)) => {
+                        on::set_receipt(
+                            &mut tx,
+                            transaction_id,
+                            segment,
+                            &receipt.stat,
+                            receipt.delivered,
+                        )
+                        .await?;
+                        touched.insert(transaction_id);
+                    }
+                    None => on::keep_pending(&mut tx, receipt, now).await?,
+                }
+            }
+            tx.commit().await?;
+            Ok(touched)
+        })
     }
 
     /// Every segment known of these transactions, with the delivery stage
@@ -148,188 +154,102 @@ impl Store {
         &self,
         ids: &[i64],
     ) -> sqlx::Result<Vec<(i64, Option<String>, Vec<SegmentState>)>> {
-        let mut out: Vec<(i64, Option<String>, Vec<SegmentState>)> = Vec::new();
-        for chunk in ids.chunks(500) {
-            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(
-                "SELECT s.transaction_id, d.stage, s.segment, s.total, s.message_id, s.receipt,
-                 s.delivered FROM smpp_segments s
-                 LEFT JOIN deliveries d ON d.transaction_id = s.transaction_id
-                 WHERE s.transaction_id IN (",
-            );
-            let mut list = select.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            select.push(") ORDER BY s.transaction_id, s.segment");
-            for row in select.build().fetch_all(&self.pool).await? {
-                let id: i64 = row.try_get("transaction_id")?;
-                let state = SegmentState {
-                    segment: row.try_get("segment")?,
-                    total: row.try_get("total")?,
-                    accepted: row.try_get::<Option<String>, _>("message_id")?.is_some(),
-                    delivered: row.try_get::<Option<i64>, _>("delivered")?.map(|d| d == 1),
-                    receipt: row.try_get("receipt")?,
-                };
-                match out.last_mut() {
-                    Some((last, _, segments)) if *last == id => segments.push(state),
-                    _ => out.push((id, row.try_get("stage")?, vec![state])),
+        with_db!(self, |pool, writer| {
+            let mut out: Vec<(i64, Option<String>, Vec<SegmentState>)> = Vec::new();
+            for chunk in ids.chunks(500) {
+                let mut select: QueryBuilder<Db> = QueryBuilder::new(
+                    "SELECT s.transaction_id, d.stage, s.segment, s.total, s.message_id, s.receipt,
+                     s.delivered FROM smpp_segments s
+                     LEFT JOIN deliveries d ON d.transaction_id = s.transaction_id
+                     WHERE s.transaction_id IN (",
+                );
+                let mut list = select.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                select.push(") ORDER BY s.transaction_id, s.segment");
+                for row in select.build().fetch_all(pool).await? {
+                    let id: i64 = row.try_get("transaction_id")?;
+                    let state = SegmentState {
+                        segment: row.try_get("segment")?,
+                        total: row.try_get("total")?,
+                        accepted: row.try_get::<Option<String>, _>("message_id")?.is_some(),
+                        delivered: row.try_get::<Option<i64>, _>("delivered")?.map(|d| d == 1),
+                        receipt: row.try_get("receipt")?,
+                    };
+                    match out.last_mut() {
+                        Some((last, _, segments)) if *last == id => segments.push(state),
+                        _ => out.push((id, row.try_get("stage")?, vec![state])),
+                    }
                 }
             }
-        }
-        Ok(out)
+            Ok(out)
+        })
     }
 
     /// The delivery of each of these transactions that is still queued,
     /// as the worker would claim it (without claiming it).
     pub async fn smpp_dues(&self, ids: &[i64]) -> sqlx::Result<Vec<Due>> {
-        let mut dues = Vec::new();
-        for chunk in ids.chunks(500) {
-            let mut select: QueryBuilder<Sqlite> = QueryBuilder::new(format!(
-                "SELECT d.stage, d.expires_ms, d.attempts, {DUE_COLUMNS}
-                     FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
-                     WHERE d.transaction_id IN ("
-            ));
-            let mut list = select.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
+        with_db!(self, |pool, writer| {
+            let mut dues = Vec::new();
+            for chunk in ids.chunks(500) {
+                let mut select: QueryBuilder<Db> = QueryBuilder::new(format!(
+                    "SELECT d.stage, d.expires_ms, d.attempts, {DUE_COLUMNS}
+                         FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
+                         WHERE d.transaction_id IN ("
+                ));
+                let mut list = select.separated(", ");
+                for id in chunk {
+                    list.push_bind(*id);
+                }
+                select.push(")");
+                for row in select.build().fetch_all(pool).await? {
+                    dues.push(on::due_from_row(
+                        &row,
+                        row.try_get("stage")?,
+                        row.try_get("expires_ms")?,
+                        row.try_get("attempts")?,
+                    )?);
+                }
             }
-            select.push(")");
-            for row in select.build().fetch_all(&self.pool).await? {
-                dues.push(due_from_row(
-                    &row,
-                    row.try_get("stage")?,
-                    row.try_get("expires_ms")?,
-                    row.try_get("attempts")?,
-                )?);
-            }
-        }
-        Ok(dues)
+            Ok(dues)
+        })
     }
 
     /// Receipts still waiting for the id they name.
     /// Transactions still waiting for receipts that some of their segments
     /// already have (left by a crash between the two commits).
     pub async fn smpp_receipted_waiting(&self) -> sqlx::Result<Vec<i64>> {
-        sqlx::query_scalar(
-            "SELECT DISTINCT s.transaction_id FROM smpp_segments s
-             JOIN deliveries d ON d.transaction_id = s.transaction_id
-             WHERE d.stage = 'await' AND s.delivered IS NOT NULL",
-        )
-        .fetch_all(&self.pool)
-        .await
+        with_db!(self, |pool, writer| {
+            sqlx::query_scalar(
+                "SELECT DISTINCT s.transaction_id FROM smpp_segments s
+                 JOIN deliveries d ON d.transaction_id = s.transaction_id
+                 WHERE d.stage = 'await' AND s.delivered IS NOT NULL",
+            )
+            .fetch_all(pool)
+            .await
+        })
     }
 
     /// Drops receipts kept for an id no segment had, received before
     /// `before_ms`; returns how many ids were dropped.
     pub async fn drop_stale_receipts(&self, before_ms: i64) -> sqlx::Result<u64> {
-        let done = sqlx::query("DELETE FROM smpp_pending_receipts WHERE received_ms < $1")
-            .bind(before_ms)
-            .execute(&self.writer)
-            .await?;
-        Ok(done.rows_affected())
+        with_db!(self, |pool, writer| {
+            let done = sqlx::query("DELETE FROM smpp_pending_receipts WHERE received_ms < $1")
+                .bind(before_ms)
+                .execute(writer)
+                .await?;
+            Ok(done.rows_affected())
+        })
     }
 
     pub async fn smpp_pending_receipts(&self) -> sqlx::Result<i64> {
-        sqlx::query_scalar("SELECT COUNT(DISTINCT receipt_key) FROM smpp_pending_receipts")
-            .fetch_one(&self.pool)
-            .await
+        with_db!(self, |pool, writer| {
+            sqlx::query_scalar("SELECT COUNT(DISTINCT receipt_key) FROM smpp_pending_receipts")
+                .fetch_one(pool)
+                .await
+        })
     }
-}
-
-/// The segment an id names, trying each reading in order. Only the id as
-/// written may name a segment that already has its receipt (a repeated
-/// receipt): another reading of it would otherwise take an old, finished
-/// segment whose id happens to be that reading, when the receipt comes
-/// before its own segment's id is recorded (it then waits as pending).
-async fn find_segment(
-    tx: &mut SqliteConnection,
-    candidates: &[String],
-) -> sqlx::Result<Option<(i64, i64)>> {
-    for (index, candidate) in candidates.iter().enumerate() {
-        let found: Option<(i64, i64)> = sqlx::query_as(
-            "SELECT transaction_id, segment FROM smpp_segments
-             WHERE message_id = $1 AND ($2 OR delivered IS NULL)
-             ORDER BY accepted_ms DESC LIMIT 1",
-        )
-        .bind(candidate)
-        .bind(index == 0)
-        .fetch_optional(&mut *tx)
-        .await?;
-        if found.is_some() {
-            return Ok(found);
-        }
-    }
-    Ok(None)
-}
-
-async fn set_receipt(
-    tx: &mut SqliteConnection,
-    transaction_id: i64,
-    segment: i64,
-    stat: &str,
-    delivered: bool,
-) -> sqlx::Result<()> {
-    sqlx::query(
-        "UPDATE smpp_segments SET receipt = $1, delivered = $2
-         WHERE transaction_id = $3 AND segment = $4",
-    )
-    .bind(stat)
-    .bind(i64::from(delivered))
-    .bind(transaction_id)
-    .bind(segment)
-    .execute(&mut *tx)
-    .await?;
-    Ok(())
-}
-
-async fn keep_pending(
-    tx: &mut SqliteConnection,
-    receipt: &ReceiptRow,
-    now: i64,
-) -> sqlx::Result<()> {
-    for candidate in &receipt.candidates {
-        sqlx::query(
-            "INSERT INTO smpp_pending_receipts
-             (candidate, receipt_key, stat, delivered, err, received_ms)
-             VALUES ($1, $2, $3, $4, $5, $6)",
-        )
-        .bind(candidate)
-        .bind(&receipt.key)
-        .bind(&receipt.stat)
-        .bind(i64::from(receipt.delivered))
-        .bind(&receipt.err)
-        .bind(now)
-        .execute(&mut *tx)
-        .await?;
-    }
-    Ok(())
-}
-
-/// Applies a receipt that came before this segment's id was recorded.
-async fn apply_pending(tx: &mut SqliteConnection, segment: &AcceptedSegment) -> sqlx::Result<()> {
-    let pending: Option<(String, String, i64)> = sqlx::query_as(
-        "SELECT receipt_key, stat, delivered FROM smpp_pending_receipts
-         WHERE candidate = $1 ORDER BY received_ms LIMIT 1",
-    )
-    .bind(&segment.message_id)
-    .fetch_optional(&mut *tx)
-    .await?;
-    let Some((key, stat, delivered)) = pending else {
-        return Ok(());
-    };
-    set_receipt(
-        tx,
-        segment.transaction_id,
-        segment.segment,
-        &stat,
-        delivered == 1,
-    )
-    .await?;
-    sqlx::query("DELETE FROM smpp_pending_receipts WHERE receipt_key = $1")
-        .bind(&key)
-        .execute(&mut *tx)
-        .await?;
-    Ok(())
 }
 
 /// A result from the store's SQLite thread as sqlx's.
@@ -513,6 +433,104 @@ mod on_thread {
     }
 }
 
+dual! {
+    /// The segment an id names, trying each reading in order. Only the id as
+    /// written may name a segment that already has its receipt (a repeated
+    /// receipt): another reading of it would otherwise take an old, finished
+    /// segment whose id happens to be that reading, when the receipt comes
+    /// before its own segment's id is recorded (it then waits as pending).
+    pub(crate) async fn find_segment(
+        tx: &mut Conn,
+        candidates: &[String],
+    ) -> sqlx::Result<Option<(i64, i64)>> {
+        for (index, candidate) in candidates.iter().enumerate() {
+            let found: Option<(i64, i64)> = sqlx::query_as(
+                "SELECT transaction_id, segment FROM smpp_segments
+                 WHERE message_id = $1 AND ($2 OR delivered IS NULL)
+                 ORDER BY accepted_ms DESC LIMIT 1",
+            )
+            .bind(candidate)
+            .bind(index == 0)
+            .fetch_optional(&mut *tx)
+            .await?;
+            if found.is_some() {
+                return Ok(found);
+            }
+        }
+        Ok(None)
+    }
+
+    pub(crate) async fn set_receipt(
+        tx: &mut Conn,
+        transaction_id: i64,
+        segment: i64,
+        stat: &str,
+        delivered: bool,
+    ) -> sqlx::Result<()> {
+        sqlx::query(
+            "UPDATE smpp_segments SET receipt = $1, delivered = $2
+             WHERE transaction_id = $3 AND segment = $4",
+        )
+        .bind(stat)
+        .bind(i64::from(delivered))
+        .bind(transaction_id)
+        .bind(segment)
+        .execute(&mut *tx)
+        .await?;
+        Ok(())
+    }
+
+    pub(crate) async fn keep_pending(
+        tx: &mut Conn,
+        receipt: &ReceiptRow,
+        now: i64,
+    ) -> sqlx::Result<()> {
+        for candidate in &receipt.candidates {
+            sqlx::query(
+                "INSERT INTO smpp_pending_receipts
+                 (candidate, receipt_key, stat, delivered, err, received_ms)
+                 VALUES ($1, $2, $3, $4, $5, $6)",
+            )
+            .bind(candidate)
+            .bind(&receipt.key)
+            .bind(&receipt.stat)
+            .bind(i64::from(receipt.delivered))
+            .bind(&receipt.err)
+            .bind(now)
+            .execute(&mut *tx)
+            .await?;
+        }
+        Ok(())
+    }
+
+    /// Applies a receipt that came before this segment's id was recorded.
+    pub(crate) async fn apply_pending(tx: &mut Conn, segment: &AcceptedSegment) -> sqlx::Result<()> {
+        let pending: Option<(String, String, i64)> = sqlx::query_as(
+            "SELECT receipt_key, stat, delivered FROM smpp_pending_receipts
+             WHERE candidate = $1 ORDER BY received_ms LIMIT 1",
+        )
+        .bind(&segment.message_id)
+        .fetch_optional(&mut *tx)
+        .await?;
+        let Some((key, stat, delivered)) = pending else {
+            return Ok(());
+        };
+        on::set_receipt(
+            tx,
+            segment.transaction_id,
+            segment.segment,
+            &stat,
+            delivered == 1,
+        )
+        .await?;
+        sqlx::query("DELETE FROM smpp_pending_receipts WHERE receipt_key = $1")
+            .bind(&key)
+            .execute(&mut *tx)
+            .await?;
+        Ok(())
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -549,7 +567,7 @@ mod tests {
     async fn receipt_of(store: &Store, transaction_id: i64) -> String {
         sqlx::query_scalar("SELECT receipt FROM smpp_segments WHERE transaction_id = $1")
             .bind(transaction_id)
-            .fetch_one(&store.pool)
+            .fetch_one(crate::store::test_sqlite(store))
             .await
             .expect("segment")
     }

@@ -2,6 +2,8 @@
 //! history, and the facts a send checks before accepting (promotions, a
 //! number's opt status).
 
+use crate::store::dual;
+use crate::with_db;
 use sqlx::Row;
 
 use super::Store;
@@ -35,52 +37,36 @@ pub struct Event {
     pub event: String,
 }
 
-fn transaction_from_row(row: &sqlx::sqlite::SqliteRow) -> sqlx::Result<Transaction> {
-    Ok(Transaction {
-        id: row.try_get("id")?,
-        hash: row.try_get("hash")?,
-        client_id: row.try_get("client_id")?,
-        campaign_id: row.try_get("campaign_id")?,
-        sender: row.try_get("sender")?,
-        from_name: row.try_get("from_name")?,
-        recipient: row.try_get("recipient")?,
-        to_input: row.try_get("to_input")?,
-        to_name: row.try_get("to_name")?,
-        kind: row.try_get("kind")?,
-        content_id: row.try_get("content_id")?,
-        status: row.try_get("status")?,
-        code: row.try_get("code")?,
-        carrier_id: row.try_get("carrier_id")?,
-        blast_id: row.try_get("blast_id")?,
-    })
-}
-
 impl Store {
     /// A transaction by message_id, whoever owns it (callers check).
     pub async fn transaction(&self, id: i64) -> sqlx::Result<Option<Transaction>> {
         self.check_faults()?;
-        let row = sqlx::query(
-            "SELECT id, hash, client_id, campaign_id, sender, from_name, recipient, to_input, to_name,
-             kind, content_id, status, code, carrier_id, blast_id FROM transactions WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.as_ref().map(transaction_from_row).transpose()
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query(
+                "SELECT id, hash, client_id, campaign_id, sender, from_name, recipient, to_input, to_name,
+                 kind, content_id, status, code, carrier_id, blast_id FROM transactions WHERE id = $1",
+            )
+            .bind(id)
+            .fetch_optional(pool)
+            .await?;
+            row.as_ref().map(on::transaction_from_row).transpose()
+        })
     }
 
     /// A transaction's history, oldest first (insertion order breaks ties).
     pub async fn history(&self, transaction_id: i64) -> sqlx::Result<Vec<Event>> {
-        let rows: Vec<(i64, String)> = sqlx::query_as(
-            "SELECT at_ms, event FROM history WHERE transaction_id = $1 ORDER BY at_ms, rowid",
-        )
-        .bind(transaction_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(at_ms, event)| Event { at_ms, event })
-            .collect())
+        with_db!(self, |pool, writer| {
+            let rows: Vec<(i64, String)> = sqlx::query_as(
+                "SELECT at_ms, event FROM history WHERE transaction_id = $1 ORDER BY at_ms, rowid",
+            )
+            .bind(transaction_id)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(at_ms, event)| Event { at_ms, event })
+                .collect())
+        })
     }
 
     /// A number's opt status for a campaign: 1 OPTEDIN, 0 GREY, -2
@@ -88,14 +74,18 @@ impl Store {
     /// Concurrent calls share one query ([`super::opt_reads`]).
     pub async fn opt_status_of(&self, number: &str, campaign_id: i64) -> sqlx::Result<Option<i64>> {
         self.check_faults()?;
-        if let Some(status) = self.opt_reads.status(number, campaign_id).await {
-            return status;
-        }
-        sqlx::query_scalar("SELECT status FROM opt_status WHERE number = $1 AND campaign_id = $2")
+        with_db!(self, |pool, writer| {
+            if let Some(status) = self.opt_reads.status(number, campaign_id).await {
+                return status;
+            }
+            sqlx::query_scalar(
+                "SELECT status FROM opt_status WHERE number = $1 AND campaign_id = $2",
+            )
             .bind(number)
             .bind(campaign_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(pool)
             .await
+        })
     }
 
     /// Whether `code_key` (upper-case) names an approved promotion of the
@@ -108,18 +98,42 @@ impl Store {
         today: &str,
     ) -> sqlx::Result<bool> {
         self.check_faults()?;
-        let found: Option<i64> = sqlx::query_scalar(
-            "SELECT 1 FROM promos
-             WHERE campaign_id = $1 AND code_key = $2 AND status = 'approved'
-               AND (starts IS NULL OR starts = '' OR starts <= $3)
-               AND (ends IS NULL OR ends = '' OR ends >= $3)
-               AND (max_uses IS NULL OR uses < max_uses)",
-        )
-        .bind(campaign_id)
-        .bind(code_key)
-        .bind(today)
-        .fetch_optional(&self.pool)
-        .await?;
-        Ok(found.is_some())
+        with_db!(self, |pool, writer| {
+            let found: Option<i64> = sqlx::query_scalar(
+                "SELECT 1 FROM promos
+                 WHERE campaign_id = $1 AND code_key = $2 AND status = 'approved'
+                   AND (starts IS NULL OR starts = '' OR starts <= $3)
+                   AND (ends IS NULL OR ends = '' OR ends >= $3)
+                   AND (max_uses IS NULL OR uses < max_uses)",
+            )
+            .bind(campaign_id)
+            .bind(code_key)
+            .bind(today)
+            .fetch_optional(pool)
+            .await?;
+            Ok(found.is_some())
+        })
+    }
+}
+
+dual! {
+    pub(crate) fn transaction_from_row(row: &DbRow) -> sqlx::Result<Transaction> {
+        Ok(Transaction {
+            id: row.try_get("id")?,
+            hash: row.try_get("hash")?,
+            client_id: row.try_get("client_id")?,
+            campaign_id: row.try_get("campaign_id")?,
+            sender: row.try_get("sender")?,
+            from_name: row.try_get("from_name")?,
+            recipient: row.try_get("recipient")?,
+            to_input: row.try_get("to_input")?,
+            to_name: row.try_get("to_name")?,
+            kind: row.try_get("kind")?,
+            content_id: row.try_get("content_id")?,
+            status: row.try_get("status")?,
+            code: row.try_get("code")?,
+            carrier_id: row.try_get("carrier_id")?,
+            blast_id: row.try_get("blast_id")?,
+        })
     }
 }

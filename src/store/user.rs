@@ -4,7 +4,9 @@
 //! Opt changes are proof that a person asked to stop (or start), so every
 //! change writes an `audit` row in the same SQL transaction.
 
-use sqlx::{Row, SqliteConnection};
+use crate::store::dual;
+use crate::with_db;
+use sqlx::Row;
 
 use super::{Store, now, now_ms};
 use crate::domain::opt::OptStatus;
@@ -78,8 +80,10 @@ impl Store {
     /// The status of a number for one campaign.
     pub async fn opt_status(&self, number: &str, campaign_id: i64) -> sqlx::Result<OptStatus> {
         self.check_faults()?;
-        let mut conn = self.pool.acquire().await?;
-        opt_status_in(&mut conn, number, campaign_id).await
+        with_db!(self, |pool, writer| {
+            let mut conn = pool.acquire().await?;
+            on::opt_status_in(&mut conn, number, campaign_id).await
+        })
     }
 
     /// Every live campaign of the client that has a status for the number.
@@ -89,19 +93,21 @@ impl Store {
         number: &str,
     ) -> sqlx::Result<Vec<(i64, OptStatus)>> {
         self.check_faults()?;
-        let rows: Vec<(i64, i64)> = sqlx::query_as(
-            "SELECT o.campaign_id, o.status FROM opt_status o JOIN campaigns c ON c.id = o.campaign_id
-             WHERE o.number = $1 AND c.client_id = $2 AND c.destroyed_at IS NULL
-             ORDER BY o.campaign_id",
-        )
-        .bind(number)
-        .bind(client_id)
-        .fetch_all(&self.pool)
-        .await?;
-        Ok(rows
-            .into_iter()
-            .map(|(id, code)| (id, OptStatus::from_stored(Some(code))))
-            .collect())
+        with_db!(self, |pool, writer| {
+            let rows: Vec<(i64, i64)> = sqlx::query_as(
+                "SELECT o.campaign_id, o.status FROM opt_status o JOIN campaigns c ON c.id = o.campaign_id
+                 WHERE o.number = $1 AND c.client_id = $2 AND c.destroyed_at IS NULL
+                 ORDER BY o.campaign_id",
+            )
+            .bind(number)
+            .bind(client_id)
+            .fetch_all(pool)
+            .await?;
+            Ok(rows
+                .into_iter()
+                .map(|(id, code)| (id, OptStatus::from_stored(Some(code))))
+                .collect())
+        })
     }
 
     /// Sets a status through the API, with its audit row, in one commit.
@@ -115,33 +121,37 @@ impl Store {
         source: OptSource,
     ) -> sqlx::Result<OptStatus> {
         self.check_faults()?;
-        let mut tx = self.writer.begin().await?;
-        let before = set_opt_in(&mut tx, number, campaign_id, status, source).await?;
-        if before == OptStatus::Grey && status == OptStatus::OptedIn {
-            release_held(&mut tx, number, campaign_id).await?;
-        }
-        tx.commit().await?;
-        Ok(before)
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let before = on::set_opt_in(&mut tx, number, campaign_id, status, source).await?;
+            if before == OptStatus::Grey && status == OptStatus::OptedIn {
+                on::release_held(&mut tx, number, campaign_id).await?;
+            }
+            tx.commit().await?;
+            Ok(before)
+        })
     }
 
     /// The stored carrier and handset of a number.
     pub async fn user(&self, number: &str) -> sqlx::Result<UserRow> {
         self.check_faults()?;
-        let row = sqlx::query(
-            "SELECT u.carrier_id, h.id AS handset_id, h.name AS handset_name
-             FROM users u LEFT JOIN handsets h ON h.id = u.handset_id WHERE u.number = $1",
-        )
-        .bind(number)
-        .fetch_optional(&self.pool)
-        .await?;
-        let Some(row) = row else {
-            return Ok(UserRow::default());
-        };
-        let handset_id: Option<i64> = row.try_get("handset_id")?;
-        let handset_name: Option<String> = row.try_get("handset_name")?;
-        Ok(UserRow {
-            carrier_id: row.try_get("carrier_id")?,
-            handset: handset_id.zip(handset_name),
+        with_db!(self, |pool, writer| {
+            let row = sqlx::query(
+                "SELECT u.carrier_id, h.id AS handset_id, h.name AS handset_name
+                 FROM users u LEFT JOIN handsets h ON h.id = u.handset_id WHERE u.number = $1",
+            )
+            .bind(number)
+            .fetch_optional(pool)
+            .await?;
+            let Some(row) = row else {
+                return Ok(UserRow::default());
+            };
+            let handset_id: Option<i64> = row.try_get("handset_id")?;
+            let handset_name: Option<String> = row.try_get("handset_name")?;
+            Ok(UserRow {
+                carrier_id: row.try_get("carrier_id")?,
+                handset: handset_id.zip(handset_name),
+            })
         })
     }
 
@@ -152,54 +162,60 @@ impl Store {
         carrier_id: Option<i64>,
     ) -> sqlx::Result<()> {
         self.check_faults()?;
-        sqlx::query(
-            "INSERT INTO users (number, carrier_id, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id, updated_at = excluded.updated_at",
-        )
-        .bind(number)
-        .bind(carrier_id)
-        .bind(now())
-        .execute(&self.writer)
-        .await?;
-        Ok(())
+        with_db!(self, |pool, writer| {
+            sqlx::query(
+                "INSERT INTO users (number, carrier_id, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id, updated_at = excluded.updated_at",
+            )
+            .bind(number)
+            .bind(carrier_id)
+            .bind(now())
+            .execute(writer)
+            .await?;
+            Ok(())
+        })
     }
 
     /// Forgets the stored carrier and handset of a number.
     pub async fn uncache_user(&self, number: &str) -> sqlx::Result<()> {
         self.check_faults()?;
-        sqlx::query("DELETE FROM users WHERE number = $1")
-            .bind(number)
-            .execute(&self.writer)
-            .await?;
-        Ok(())
+        with_db!(self, |pool, writer| {
+            sqlx::query("DELETE FROM users WHERE number = $1")
+                .bind(number)
+                .execute(writer)
+                .await?;
+            Ok(())
+        })
     }
 
     /// Remembers the handset a number uses, named from the User-Agent its
     /// phone sent when it fetched a smart URL.
     pub async fn record_handset(&self, number: &str, user_agent: &str) -> sqlx::Result<()> {
-        let user_agent = truncate_chars(user_agent.trim(), MAX_USER_AGENT);
-        if user_agent.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.writer.begin().await?;
-        let handset_id: i64 = sqlx::query_scalar(
-            "INSERT INTO handsets (user_agent, name) VALUES ($1, $2)
-             ON CONFLICT (user_agent) DO UPDATE SET name = excluded.name RETURNING id",
-        )
-        .bind(user_agent)
-        .bind(handset_name(user_agent))
-        .fetch_one(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO users (number, handset_id, updated_at) VALUES ($1, $2, $3)
-             ON CONFLICT (number) DO UPDATE SET handset_id = excluded.handset_id, updated_at = excluded.updated_at",
-        )
-        .bind(number)
-        .bind(handset_id)
-        .bind(now())
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await
+        with_db!(self, |pool, writer| {
+            let user_agent = truncate_chars(user_agent.trim(), MAX_USER_AGENT);
+            if user_agent.is_empty() {
+                return Ok(());
+            }
+            let mut tx = writer.begin().await?;
+            let handset_id: i64 = sqlx::query_scalar(
+                "INSERT INTO handsets (user_agent, name) VALUES ($1, $2)
+                 ON CONFLICT (user_agent) DO UPDATE SET name = excluded.name RETURNING id",
+            )
+            .bind(user_agent)
+            .bind(handset_name(user_agent))
+            .fetch_one(&mut *tx)
+            .await?;
+            sqlx::query(
+                "INSERT INTO users (number, handset_id, updated_at) VALUES ($1, $2, $3)
+                 ON CONFLICT (number) DO UPDATE SET handset_id = excluded.handset_id, updated_at = excluded.updated_at",
+            )
+            .bind(number)
+            .bind(handset_id)
+            .bind(now())
+            .execute(&mut *tx)
+            .await?;
+            tx.commit().await
+        })
     }
 
     /// The client's transactions to a number, newest first.
@@ -210,137 +226,43 @@ impl Store {
         filter: &TransactionFilter,
     ) -> sqlx::Result<Vec<UserTransaction>> {
         self.check_faults()?;
-        let rows = sqlx::query(
-            "SELECT t.id, t.hash, t.campaign_id, c.name AS campaign_name, t.sender, t.from_name,
-                    t.recipient, t.to_name, t.created_at
-             FROM transactions t JOIN campaigns c ON c.id = t.campaign_id AND c.client_id = t.client_id
-             WHERE t.client_id = $1 AND t.recipient = $2
-               AND ($3 IS NULL OR t.campaign_id = $3)
-               AND ($4 IS NULL OR t.created_at >= $4)
-               AND ($5 IS NULL OR t.created_at < $5)
-             ORDER BY t.created_at DESC, t.id DESC
-             LIMIT $6",
-        )
-        .bind(client_id)
-        .bind(number)
-        .bind(filter.campaign_id)
-        .bind(filter.from)
-        .bind(filter.until)
-        .bind(filter.limit)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter()
-            .map(|row| {
-                Ok(UserTransaction {
-                    message_id: row.try_get("id")?,
-                    hash: row.try_get("hash")?,
-                    campaign_id: row.try_get("campaign_id")?,
-                    campaign_name: row.try_get("campaign_name")?,
-                    sender: row.try_get("sender")?,
-                    from_name: row.try_get("from_name")?,
-                    recipient: row.try_get("recipient")?,
-                    to_name: row.try_get("to_name")?,
-                    created_at: row.try_get("created_at")?,
+        with_db!(self, |pool, writer| {
+            let rows = sqlx::query(
+                "SELECT t.id, t.hash, t.campaign_id, c.name AS campaign_name, t.sender, t.from_name,
+                        t.recipient, t.to_name, t.created_at
+                 FROM transactions t JOIN campaigns c ON c.id = t.campaign_id AND c.client_id = t.client_id
+                 WHERE t.client_id = $1 AND t.recipient = $2
+                   AND ($3 IS NULL OR t.campaign_id = $3)
+                   AND ($4 IS NULL OR t.created_at >= $4)
+                   AND ($5 IS NULL OR t.created_at < $5)
+                 ORDER BY t.created_at DESC, t.id DESC
+                 LIMIT $6",
+            )
+            .bind(client_id)
+            .bind(number)
+            .bind(filter.campaign_id)
+            .bind(filter.from)
+            .bind(filter.until)
+            .bind(filter.limit)
+            .fetch_all(pool)
+            .await?;
+            rows.iter()
+                .map(|row| {
+                    Ok(UserTransaction {
+                        message_id: row.try_get("id")?,
+                        hash: row.try_get("hash")?,
+                        campaign_id: row.try_get("campaign_id")?,
+                        campaign_name: row.try_get("campaign_name")?,
+                        sender: row.try_get("sender")?,
+                        from_name: row.try_get("from_name")?,
+                        recipient: row.try_get("recipient")?,
+                        to_name: row.try_get("to_name")?,
+                        created_at: row.try_get("created_at")?,
+                    })
                 })
-            })
-            .collect()
+                .collect()
+        })
     }
-}
-
-/// The status of a number for one campaign, inside a transaction.
-pub async fn opt_status_in(
-    conn: &mut SqliteConnection,
-    number: &str,
-    campaign_id: i64,
-) -> sqlx::Result<OptStatus> {
-    let code: Option<i64> =
-        sqlx::query_scalar("SELECT status FROM opt_status WHERE number = $1 AND campaign_id = $2")
-            .bind(number)
-            .bind(campaign_id)
-            .fetch_optional(&mut *conn)
-            .await?;
-    Ok(OptStatus::from_stored(code))
-}
-
-/// Sets a status and writes its audit row; returns the status before.
-/// UNSEEN removes the row, because sends opt in only numbers without one.
-pub async fn set_opt_in(
-    conn: &mut SqliteConnection,
-    number: &str,
-    campaign_id: i64,
-    status: OptStatus,
-    source: OptSource,
-) -> sqlx::Result<OptStatus> {
-    let before = opt_status_in(conn, number, campaign_id).await?;
-    if status == OptStatus::Unseen {
-        sqlx::query("DELETE FROM opt_status WHERE number = $1 AND campaign_id = $2")
-            .bind(number)
-            .bind(campaign_id)
-            .execute(&mut *conn)
-            .await?;
-    } else {
-        sqlx::query(
-            "INSERT INTO opt_status (number, campaign_id, status, source, updated_at) VALUES ($1, $2, $3, $4, $5)
-             ON CONFLICT (number, campaign_id) DO UPDATE SET status = excluded.status,
-                 source = excluded.source, updated_at = excluded.updated_at",
-        )
-        .bind(number)
-        .bind(campaign_id)
-        .bind(status.code())
-        .bind(source.name())
-        .bind(now())
-        .execute(&mut *conn)
-        .await?;
-    }
-    sqlx::query("INSERT INTO audit (at, actor, action, detail) VALUES ($1, $2, $3, $4)")
-        .bind(now())
-        .bind(source.actor())
-        .bind(format!("opt.{}", source.name()))
-        .bind(format!(
-            "{number} campaign {campaign_id}: {before} -> {status}"
-        ))
-        .execute(&mut *conn)
-        .await?;
-    Ok(before)
-}
-
-/// Queues the messages held for a double opt-in answer (spec section 7:
-/// HELD → QUEUED); returns how many.
-pub async fn release_held(
-    conn: &mut SqliteConnection,
-    number: &str,
-    campaign_id: i64,
-) -> sqlx::Result<u64> {
-    let now_ms = now_ms();
-    sqlx::query(
-        "UPDATE deliveries SET stage = 'submit', due_ms = $3 WHERE stage = 'held' AND transaction_id IN
-             (SELECT id FROM transactions WHERE recipient = $1 AND campaign_id = $2 AND status = 'HELD')",
-    )
-    .bind(number)
-    .bind(campaign_id)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    sqlx::query(
-        "INSERT INTO history (transaction_id, at_ms, event)
-         SELECT id, $3, 'Transaction Queued' FROM transactions
-         WHERE recipient = $1 AND campaign_id = $2 AND status = 'HELD'",
-    )
-    .bind(number)
-    .bind(campaign_id)
-    .bind(now_ms)
-    .execute(&mut *conn)
-    .await?;
-    let done = sqlx::query(
-        "UPDATE transactions SET status = 'QUEUED', updated_at = $3
-         WHERE recipient = $1 AND campaign_id = $2 AND status = 'HELD'",
-    )
-    .bind(number)
-    .bind(campaign_id)
-    .bind(now_ms / 1000)
-    .execute(&mut *conn)
-    .await?;
-    Ok(done.rows_affected())
 }
 
 /// A handset's name from a User-Agent: the model token of the common
@@ -404,6 +326,104 @@ fn truncate_chars(text: &str, max: usize) -> &str {
     match text.char_indices().nth(max) {
         Some((at, _)) => &text[..at],
         None => text,
+    }
+}
+
+dual! {
+    /// The status of a number for one campaign, inside a transaction.
+    pub(crate) async fn opt_status_in(
+        conn: &mut Conn,
+        number: &str,
+        campaign_id: i64,
+    ) -> sqlx::Result<OptStatus> {
+        let code: Option<i64> =
+            sqlx::query_scalar("SELECT status FROM opt_status WHERE number = $1 AND campaign_id = $2")
+                .bind(number)
+                .bind(campaign_id)
+                .fetch_optional(&mut *conn)
+                .await?;
+        Ok(OptStatus::from_stored(code))
+    }
+
+    /// Sets a status and writes its audit row; returns the status before.
+    /// UNSEEN removes the row, because sends opt in only numbers without one.
+    pub(crate) async fn set_opt_in(
+        conn: &mut Conn,
+        number: &str,
+        campaign_id: i64,
+        status: OptStatus,
+        source: OptSource,
+    ) -> sqlx::Result<OptStatus> {
+        let before = on::opt_status_in(conn, number, campaign_id).await?;
+        if status == OptStatus::Unseen {
+            sqlx::query("DELETE FROM opt_status WHERE number = $1 AND campaign_id = $2")
+                .bind(number)
+                .bind(campaign_id)
+                .execute(&mut *conn)
+                .await?;
+        } else {
+            sqlx::query(
+                "INSERT INTO opt_status (number, campaign_id, status, source, updated_at) VALUES ($1, $2, $3, $4, $5)
+                 ON CONFLICT (number, campaign_id) DO UPDATE SET status = excluded.status,
+                     source = excluded.source, updated_at = excluded.updated_at",
+            )
+            .bind(number)
+            .bind(campaign_id)
+            .bind(status.code())
+            .bind(source.name())
+            .bind(now())
+            .execute(&mut *conn)
+            .await?;
+        }
+        sqlx::query("INSERT INTO audit (at, actor, action, detail) VALUES ($1, $2, $3, $4)")
+            .bind(now())
+            .bind(source.actor())
+            .bind(format!("opt.{}", source.name()))
+            .bind(format!(
+                "{number} campaign {campaign_id}: {before} -> {status}"
+            ))
+            .execute(&mut *conn)
+            .await?;
+        Ok(before)
+    }
+
+    /// Queues the messages held for a double opt-in answer (spec section 7:
+    /// HELD → QUEUED); returns how many.
+    pub(crate) async fn release_held(
+        conn: &mut Conn,
+        number: &str,
+        campaign_id: i64,
+    ) -> sqlx::Result<u64> {
+        let now_ms = now_ms();
+        sqlx::query(
+            "UPDATE deliveries SET stage = 'submit', due_ms = $3 WHERE stage = 'held' AND transaction_id IN
+                 (SELECT id FROM transactions WHERE recipient = $1 AND campaign_id = $2 AND status = 'HELD')",
+        )
+        .bind(number)
+        .bind(campaign_id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        sqlx::query(
+            "INSERT INTO history (transaction_id, at_ms, event)
+             SELECT id, $3, 'Transaction Queued' FROM transactions
+             WHERE recipient = $1 AND campaign_id = $2 AND status = 'HELD'",
+        )
+        .bind(number)
+        .bind(campaign_id)
+        .bind(now_ms)
+        .execute(&mut *conn)
+        .await?;
+        let done = sqlx::query(
+            "UPDATE transactions SET status = 'QUEUED', updated_at = $3
+             WHERE recipient = $1 AND campaign_id = $2 AND status = 'HELD'",
+        )
+        .bind(number)
+        .bind(campaign_id)
+        .bind(now_ms / 1000)
+        .execute(&mut *conn)
+        .await?;
+        Ok(done.rows_affected())
     }
 }
 

@@ -260,7 +260,7 @@ async fn admin_mo_injects_a_stop_through_the_sandbox() {
         "SELECT status FROM opt_status WHERE number = '13105550123' AND campaign_id = $1",
     )
     .bind(campaign_id)
-    .fetch_one(&store.pool)
+    .fetch_one(crate::common::sqlite_pool(&store))
     .await
     .unwrap();
     assert_eq!(status, -2);

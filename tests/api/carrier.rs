@@ -181,7 +181,7 @@ async fn added_carrier_answers_user_lookup_once_the_server_reloads() {
     let audited: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit WHERE actor = 'operator' AND action = 'carrier.add'",
     )
-    .fetch_one(&server.app.store.pool)
+    .fetch_one(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     assert_eq!(audited, 1);

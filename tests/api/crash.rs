@@ -83,8 +83,7 @@ async fn seed(dir: &Path) -> (Creds, String) {
         .create_campaign(&campaign_settings(&creds, "Crash"), None)
         .await
         .unwrap();
-    store.pool.close().await;
-    store.writer.close().await;
+    crate::common::sqlite_pool(&store).close().await;
     (creds, campaign.to_string())
 }
 

@@ -6,7 +6,7 @@ use crate::common::*;
 
 async fn complete_count(server: &Server) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE status = 'COMPLETE'")
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap()
 }
@@ -57,7 +57,7 @@ async fn messages_over_a_client_rate_wait_and_are_all_delivered() {
     // Waiting for a slot leaves no trace in the history.
     let events: Vec<(String,)> =
         sqlx::query_as("SELECT DISTINCT event FROM history ORDER BY event")
-            .fetch_all(&server.app.store.pool)
+            .fetch_all(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     let events: Vec<&str> = events.iter().map(|(e,)| e.as_str()).collect();

@@ -63,7 +63,7 @@ async fn all_ended(server: &Server, secs: u64) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
         let statuses: Vec<String> = sqlx::query_scalar("SELECT status FROM transactions")
-            .fetch_all(&server.app.store.pool)
+            .fetch_all(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
         if statuses.iter().all(|s| s == "COMPLETE" || s == "FAILED") {
@@ -187,7 +187,7 @@ async fn receipts_for_ids_never_given_are_answered_and_disturb_nothing() {
 
 /// Pins the database to its present size (`true`), or lets it grow again.
 async fn disk_full(server: &Server, full: bool) {
-    let writer = &server.app.store.writer;
+    let writer = crate::common::sqlite_pool(&server.app.store);
     let pages: i64 = if full {
         sqlx::query_scalar("PRAGMA page_count")
             .fetch_one(writer)
@@ -306,7 +306,7 @@ async fn a_full_disk_answers_writes_500_naming_the_fix_keeps_reads_and_recovers(
         let open: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
         )
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
         if open == 0 {

@@ -73,7 +73,7 @@ async fn message_from(
 async fn webhooks(server: &Server, creds: &Creds) -> Vec<(String, String, String)> {
     sqlx::query_as("SELECT url, content_type, body FROM webhooks WHERE client_id = $1 ORDER BY id")
         .bind(creds.client_id.parse::<i64>().unwrap())
-        .fetch_all(&server.app.store.pool)
+        .fetch_all(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap()
 }
@@ -100,7 +100,7 @@ async fn opt(server: &Server, creds: &Creds, campaign_id: i64) -> (String, Strin
 async fn transaction(server: &Server, id: i64) -> (String, String, String) {
     sqlx::query_as("SELECT sender, recipient, body FROM transactions WHERE id = $1")
         .bind(id)
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap()
 }
@@ -152,13 +152,13 @@ async fn stop_opts_out_of_the_conversation_and_queues_the_stop_message() {
         "SELECT source FROM opt_status WHERE number = '13105550123' AND campaign_id = $1",
     )
     .bind(talking_id)
-    .fetch_one(&server.app.store.pool)
+    .fetch_one(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     assert_eq!(source, "keyword");
     let audited: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE action = 'opt.keyword'")
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(audited, 1);
@@ -170,7 +170,7 @@ async fn stop_opts_out_of_the_conversation_and_queues_the_stop_message() {
     let stored: (String, String, Option<i64>) =
         sqlx::query_as("SELECT sender, body, campaign_id FROM inbound WHERE id = $1")
             .bind(received.inbound_id)
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(
@@ -217,7 +217,7 @@ async fn stopall_opts_out_of_every_campaign_on_the_short_code_and_confirms_once(
         "a: you are unsubscribed"
     );
     let replies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     assert_eq!(replies, 1);
@@ -263,14 +263,14 @@ async fn yes_confirms_a_double_opt_in_and_releases_held_messages() {
     assert_eq!(opt(&server, &creds, id).await.1, "OPTEDIN");
     let status: String = sqlx::query_scalar("SELECT status FROM transactions WHERE id = $1")
         .bind(held)
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     assert_ne!(status, "HELD");
     let events: Vec<String> =
         sqlx::query_scalar("SELECT event FROM history WHERE transaction_id = $1 ORDER BY rowid")
             .bind(held)
-            .fetch_all(&server.app.store.pool)
+            .fetch_all(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(
@@ -284,7 +284,7 @@ async fn yes_confirms_a_double_opt_in_and_releases_held_messages() {
     let stage: Option<String> =
         sqlx::query_scalar("SELECT stage FROM deliveries WHERE transaction_id = $1")
             .bind(held)
-            .fetch_optional(&server.app.store.pool)
+            .fetch_optional(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_ne!(stage.as_deref(), Some("held"));
@@ -408,7 +408,7 @@ async fn message_without_keyword_or_conversation_is_stored_unrouted() {
     assert_eq!(received.event, "unrouted");
     let stored: Vec<(String, Option<i64>)> =
         sqlx::query_as("SELECT shortcode, campaign_id FROM inbound ORDER BY id")
-            .fetch_all(&server.app.store.pool)
+            .fetch_all(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(

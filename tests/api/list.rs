@@ -578,7 +578,7 @@ async fn opt_out(server: &Server, number: &str, campaign_id: &str) {
     )
     .bind(number)
     .bind(campaign_id.parse::<i64>().unwrap())
-    .execute(&server.app.store.pool)
+    .execute(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
 }
@@ -590,7 +590,7 @@ async fn blast_transactions(server: &Server, list_id: &str) -> Vec<(String, Stri
          WHERE b.list_id = $1 ORDER BY t.recipient",
     )
     .bind(list_id.parse::<i64>().unwrap())
-    .fetch_all(&server.app.store.pool)
+    .fetch_all(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     rows.into_iter()
@@ -723,7 +723,7 @@ async fn send_counts_failed_members_and_keeps_an_email_callback() {
             "SELECT state, callback, total, sent, skipped, failed FROM blasts WHERE list_id = $1",
         )
         .bind(list_id.parse::<i64>().unwrap())
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
         if row.0 == "done" {
@@ -750,7 +750,7 @@ async fn send_counts_failed_members_and_keeps_an_email_callback() {
     // An e-mail summary is no callback POST: it waits as a mail (no relay here).
     let hooks: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE url NOT LIKE 'mailto:%'")
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(hooks, 0);
@@ -838,7 +838,7 @@ async fn send_checks_campaign_then_list_then_the_message() {
     }
     // Nothing was queued, and the list was never used.
     let blasts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blasts")
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     assert_eq!(blasts, 0);
@@ -857,7 +857,7 @@ async fn blast_done(server: &Server, list_id: &str) -> (i64, i64, i64, i64, i64)
                 "SELECT state, total, queued, sent, skipped, failed FROM blasts WHERE list_id = $1",
             )
             .bind(list_id.parse::<i64>().unwrap())
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
         if state == "done" {
@@ -903,7 +903,7 @@ async fn send_pages_through_a_large_list_and_a_replayed_page_sends_nothing_twice
     // are taken again, and every member's transaction is found, not made anew.
     sqlx::query("UPDATE blasts SET state = 'queueing', cursor = '', queued = 0 WHERE list_id = $1")
         .bind(list_id.parse::<i64>().unwrap())
-        .execute(&server.app.store.pool)
+        .execute(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     server.app.blast_wake.notify_one();

@@ -53,7 +53,7 @@ async fn queued_mails(server: &Server) -> Vec<(String, String, String, i64, Stri
     sqlx::query_as(
         "SELECT url, content_type, body, attempts, last_error FROM webhooks WHERE url LIKE 'mailto:%' ORDER BY id",
     )
-    .fetch_all(&server.app.store.pool)
+    .fetch_all(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap()
 }
@@ -80,7 +80,7 @@ async fn wait_for_blast_done(server: &Server, list_id: &str) {
     loop {
         let state: String = sqlx::query_scalar("SELECT state FROM blasts WHERE list_id = $1")
             .bind(list_id.parse::<i64>().unwrap())
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
         if state == "done" {
@@ -197,7 +197,7 @@ async fn unreachable_relay_keeps_the_mail_for_a_later_try() {
     assert!(rows[0].4.starts_with("relay"), "{rows:?}");
     // The next try waits for the back-off (30 s by default).
     let due_ms: i64 = sqlx::query_scalar("SELECT due_ms FROM webhooks")
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     assert!(due_ms > moms::store::now_ms() + 10_000, "{due_ms}");

@@ -628,7 +628,7 @@ async fn upload_callback_is_queued_with_the_answer() {
 
     let rows: Vec<(String, String, String)> =
         sqlx::query_as("SELECT url, content_type, body FROM webhooks ORDER BY id")
-            .fetch_all(&server.app.store.pool)
+            .fetch_all(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(rows.len(), 2, "{rows:?}");
@@ -898,7 +898,7 @@ async fn fetching_with_a_message_id_records_the_recipients_handset() {
         .await
         .parse()
         .unwrap();
-    let pool = &server.app.store.pool;
+    let pool = crate::common::sqlite_pool(&server.app.store);
     for (message_id, content_id, recipient) in
         [(7001, id, "13105550111"), (7002, id + 1, "13105550122")]
     {

@@ -507,7 +507,7 @@ async fn mms_fallback_decides_between_607_and_an_sms_with_the_link() {
     );
     let body: String = sqlx::query_scalar("SELECT body FROM transactions WHERE id = $1")
         .bind(id.parse::<i64>().unwrap())
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     // The link names the message, so the phone that opens it is recorded
@@ -527,7 +527,7 @@ async fn mms_fallback_decides_between_607_and_an_sms_with_the_link() {
          WHERE u.number = (SELECT recipient FROM transactions WHERE id = $1)",
     )
     .bind(id.parse::<i64>().unwrap())
-    .fetch_optional(&server.app.store.pool)
+    .fetch_optional(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     assert_eq!(handset.as_deref(), Some(agent));
@@ -813,7 +813,7 @@ async fn list_send_of_an_mms_takes_each_members_carrier_into_account() {
     let kinds: Vec<(String, String)> = sqlx::query_as(
         "SELECT recipient, kind FROM transactions WHERE blast_id IS NOT NULL ORDER BY recipient",
     )
-    .fetch_all(&server.app.store.pool)
+    .fetch_all(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     assert_eq!(
@@ -949,7 +949,7 @@ async fn an_mmsc_that_does_not_answer_in_time_is_tried_again() {
     let recorded: String =
         sqlx::query_scalar("SELECT message_id FROM mm7_messages WHERE transaction_id = $1")
             .bind(id.parse::<i64>().unwrap())
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(recorded, got[0].message_id);

@@ -77,14 +77,14 @@ async fn a_forgotten_number_leaves_only_its_opt_out_and_is_never_messaged() {
     );
     let bodies: i64 =
         sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE body LIKE '%secret%'")
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(bodies, 0);
     // The erasure is on record without the number; the opt-out's own
     // record (the proof regulators ask for) is what stays.
     let erasure: String = sqlx::query_scalar("SELECT detail FROM audit WHERE action = 'forget'")
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     assert!(
@@ -141,7 +141,7 @@ async fn retention_removes_old_bodies_but_keeps_ids_and_statuses() {
     // Three days later, with two days of retention.
     let store = moms::store::Store::open(&config).await.unwrap();
     sqlx::query("UPDATE transactions SET created_at = created_at - 3 * 86400")
-        .execute(&store.writer)
+        .execute(crate::common::sqlite_pool(&store))
         .await
         .unwrap();
     drop(store);
@@ -153,7 +153,7 @@ async fn retention_removes_old_bodies_but_keeps_ids_and_statuses() {
         let body: Option<String> =
             sqlx::query_scalar("SELECT body FROM transactions WHERE id = $1")
                 .bind(id.parse::<i64>().unwrap())
-                .fetch_one(&server.app.store.pool)
+                .fetch_one(crate::common::sqlite_pool(&server.app.store))
                 .await
                 .unwrap();
         if body.is_none() {

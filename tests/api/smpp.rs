@@ -34,7 +34,7 @@ async fn server_for(bind: SmppBind, change: impl FnOnce(&mut Config)) -> Server 
         "INSERT INTO carriers (id, name, prefixes, served, mms, connector)
          VALUES (2, 'SMSC Wireless', '1', 1, 0, 'smpp')",
     )
-    .execute(&server.app.store.writer)
+    .execute(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     server.app.reload().await.unwrap();
@@ -114,7 +114,7 @@ async fn until_status(
 async fn code_of(server: &Server, id: &str) -> i64 {
     sqlx::query_scalar("SELECT code FROM transactions WHERE id = $1")
         .bind(id.parse::<i64>().unwrap())
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap()
 }
@@ -363,7 +363,7 @@ async fn an_invalid_destination_fails_604_and_bars_the_number() {
     let barred: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM blacklist WHERE number = '13108675309' AND carrier_id = 2",
     )
-    .fetch_one(&server.app.store.pool)
+    .fetch_one(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     assert_eq!(barred, 1);
@@ -454,7 +454,7 @@ async fn an_inbound_stop_opts_the_number_out_and_queues_the_mo_callback() {
     let hooks: Vec<(String, String)> =
         sqlx::query_as("SELECT url, body FROM webhooks WHERE client_id = $1")
             .bind(campaign.client_id)
-            .fetch_all(&server.app.store.pool)
+            .fetch_all(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(hooks.len(), 1);
@@ -481,7 +481,7 @@ async fn a_concatenated_ucs2_message_from_a_phone_is_joined_before_it_is_answere
     assert_eq!(smsc.wait_ack(first).await, 0);
     assert_eq!(smsc.wait_ack(second).await, 0);
     let body: String = sqlx::query_scalar("SELECT body FROM inbound WHERE sender = '13105550123'")
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     assert_eq!(body, "Привет, мир");
@@ -685,7 +685,7 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
         let open: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
         )
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
         if open == 0 {
@@ -695,7 +695,7 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
             let stages: Vec<(String, String, i64)> = sqlx::query_as(
                 "SELECT t.status, COALESCE(d.stage, '-'), COUNT(*) FROM transactions t LEFT JOIN deliveries d ON d.transaction_id = t.id GROUP BY 1, 2",
             )
-            .fetch_all(&server.app.store.pool)
+            .fetch_all(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
             panic!(
@@ -707,7 +707,7 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let ended: Vec<(String, String)> = sqlx::query_as("SELECT recipient, status FROM transactions")
-        .fetch_all(&server.app.store.pool)
+        .fetch_all(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     assert_eq!(ended.len(), MESSAGES, "one transaction per send");
@@ -793,7 +793,7 @@ async fn a_receipt_stored_just_before_a_crash_still_completes_its_message() {
     // The state a crash between the receipt's commit and the step's leaves:
     // the segment delivered, the transaction still waiting for it.
     let id = accepted.message_id;
-    let writer = &server.app.store.writer;
+    let writer = crate::common::sqlite_pool(&server.app.store);
     sqlx::query("UPDATE deliveries SET stage = 'await', due_ms = $2 WHERE transaction_id = $1")
         .bind(id)
         .bind(i64::MAX / 4)
@@ -820,7 +820,7 @@ async fn a_receipt_stored_just_before_a_crash_still_completes_its_message() {
     loop {
         let status: String = sqlx::query_scalar("SELECT status FROM transactions WHERE id = $1")
             .bind(id)
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
         if status == "COMPLETE" {

@@ -106,7 +106,7 @@ async fn until_status(
 
 async fn count(server: &Server, sql: &str) -> i64 {
     sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap()
 }
@@ -119,7 +119,7 @@ async fn media(server: &Server, client_id: &str) -> String {
          RETURNING id",
     )
     .bind(client_id.parse::<i64>().unwrap())
-    .fetch_one(&server.app.store.pool)
+    .fetch_one(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     id.to_string()
@@ -129,7 +129,7 @@ async fn opt_out(server: &Server, number: &str, campaign: &str) {
     sqlx::query("INSERT INTO opt_status (number, campaign_id, status, source, updated_at) VALUES ($1, $2, -2, 'api', 0)")
         .bind(number)
         .bind(campaign.parse::<i64>().unwrap())
-        .execute(&server.app.store.pool)
+        .execute(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
 }
@@ -153,7 +153,7 @@ async fn promo(
     .bind(max_uses)
     .bind(starts)
     .bind(ends)
-    .execute(&server.app.store.pool)
+    .execute(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
 }
@@ -166,7 +166,7 @@ async fn carrier(server: &Server, id: i64, name: &str, prefixes: &str, mms: bool
         .bind(prefixes)
         .bind(mms as i64)
         .bind(connector)
-        .execute(&server.app.store.pool)
+        .execute(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     server.app.reload().await.unwrap();
@@ -557,7 +557,7 @@ async fn media_must_be_the_clients_own_live_content() {
     let gone = media(&server, &creds.client_id).await;
     sqlx::query("UPDATE media SET destroyed_at = 1 WHERE id = $1")
         .bind(gone.parse::<i64>().unwrap())
-        .execute(&server.app.store.pool)
+        .execute(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
 
@@ -808,7 +808,7 @@ async fn recipients_that_cannot_be_reached_give_602_to_606() {
     sqlx::query(
         "INSERT INTO blacklist (number, carrier_id, created_at) VALUES ('13107770000', 1, 0)",
     )
-    .execute(&server.app.store.pool)
+    .execute(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     server.app.reload().await.unwrap();
@@ -932,7 +932,7 @@ async fn sandbox_600_fails_after_sent_with_a_callback() {
     );
     let (url, content_type, body): (String, String, String) =
         sqlx::query_as("SELECT url, content_type, body FROM webhooks")
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
     assert_eq!(url, "http://127.0.0.1:9/end");
@@ -987,7 +987,7 @@ async fn a_completed_send_with_a_callback_reports_success() {
     .await;
     until_status(&server, &creds, &id, &hash, "COMPLETE").await;
     let body: String = sqlx::query_scalar("SELECT body FROM webhooks")
-        .fetch_one(&server.app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&server.app.store))
         .await
         .unwrap();
     let callback = Resp {
@@ -1205,7 +1205,7 @@ async fn opt_in_policies_shape_the_first_message() {
         "SELECT body FROM transactions WHERE id > $1 AND recipient = '13108675309'",
     )
     .bind(id.parse::<i64>().unwrap())
-    .fetch_one(&server.app.store.pool)
+    .fetch_one(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     assert_eq!(prompt, "Reply Y to receive messages from Club");
@@ -1306,7 +1306,7 @@ async fn blast_messages_count_as_sent_or_failed() {
     )
     .bind(creds.client_id.parse::<i64>().unwrap())
     .bind(campaign.parse::<i64>().unwrap())
-    .fetch_one(&server.app.store.pool)
+    .fetch_one(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     for recipient in ["13108675309", "13105550600"] {
@@ -1436,7 +1436,7 @@ async fn run_once_steps_the_worker_without_a_server() {
 
 async fn count_in(app: &moms::app::App, sql: &'static str) -> i64 {
     sqlx::query_scalar(sql)
-        .fetch_one(&app.store.pool)
+        .fetch_one(crate::common::sqlite_pool(&app.store))
         .await
         .unwrap()
 }

@@ -137,14 +137,14 @@ async fn setopt_then_getopt_shows_the_status_in_xml_and_json() {
         "SELECT source FROM opt_status WHERE number = '13108675309' AND campaign_id = $1",
     )
     .bind(first)
-    .fetch_one(&server.app.store.pool)
+    .fetch_one(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     assert_eq!(source, "api");
     let audited: i64 = sqlx::query_scalar(
         "SELECT COUNT(*) FROM audit WHERE action = 'opt.api' AND detail LIKE '13108675309 %'",
     )
-    .fetch_one(&server.app.store.pool)
+    .fetch_one(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     assert_eq!(audited, 2);
@@ -455,7 +455,7 @@ async fn transactions_lists_newest_first_one_campaign_per_transaction() {
     .bind(a)
     .bind(b)
     .bind(c)
-    .fetch_all(&server.app.store.pool)
+    .fetch_all(crate::common::sqlite_pool(&server.app.store))
     .await
     .unwrap();
     let tz: chrono_tz::Tz = "America/Los_Angeles".parse().unwrap();

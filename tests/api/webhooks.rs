@@ -1,20 +1,19 @@
 //! Callbacks (spec section 6): signed, retried on failure, kept across restarts.
 
 use hmac::{Hmac, Mac};
-use moms::store::webhook::{NewWebhook, enqueue_webhook};
+use moms::store::webhook::NewWebhook;
 use sha2::Sha256;
 
 use crate::common::*;
 
 async fn queue(server: &Server, client_id: &str, url: &str, body: &str) {
-    let mut conn = server.app.store.pool.acquire().await.unwrap();
     let hook = NewWebhook {
         client_id: client_id.parse().unwrap(),
         url: url.to_string(),
         content_type: "application/xml",
         body: body.to_string(),
     };
-    enqueue_webhook(&mut conn, &hook).await.unwrap();
+    server.app.store.queue_webhook(&hook).await.unwrap();
     server.app.webhook_wake.notify_one();
 }
 
@@ -71,7 +70,7 @@ async fn failed_callbacks_are_retried_until_the_receiver_accepts() {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
         let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
-            .fetch_one(&server.app.store.pool)
+            .fetch_one(crate::common::sqlite_pool(&server.app.store))
             .await
             .unwrap();
         if left == 0 {
@@ -108,7 +107,7 @@ async fn callbacks_give_up_after_the_configured_tries() {
     loop {
         let (attempts, error): (i64, String) =
             sqlx::query_as("SELECT attempts, last_error FROM webhooks")
-                .fetch_one(&server.app.store.pool)
+                .fetch_one(crate::common::sqlite_pool(&server.app.store))
                 .await
                 .unwrap();
         if attempts == 3 {
@@ -142,7 +141,7 @@ async fn private_destinations_are_refused_unless_allowed() {
     loop {
         let row: Option<(i64, String)> =
             sqlx::query_as("SELECT attempts, last_error FROM webhooks")
-                .fetch_optional(&server.app.store.pool)
+                .fetch_optional(crate::common::sqlite_pool(&server.app.store))
                 .await
                 .unwrap();
         if let Some((1, error)) = row {

@@ -334,3 +334,11 @@ pub fn crc32(bytes: &[u8]) -> u32 {
     }
     !crc
 }
+
+/// The store's SQLite pool, for tests that inspect rows directly.
+pub fn sqlite_pool(store: &moms::store::Store) -> &sqlx::SqlitePool {
+    match &store.db {
+        moms::store::Db::Sqlite { writer, .. } => writer,
+        moms::store::Db::Postgres { .. } => panic!("this test reads SQLite"),
+    }
+}
