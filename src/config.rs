@@ -359,6 +359,10 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment.merge(Env::prefixed("MOMS_").split("__"));
+        // The name such URLs usually go by in deployments.
+        if let Ok(url) = std::env::var("MOMS_DATABASE_URL") {
+            figment = figment.merge(("store.url", url));
+        }
         let config: Config = figment.extract().context(
             "invalid configuration (run `moms config` to see every key with its default)",
         )?;

@@ -108,6 +108,30 @@ impl Step {
     }
 }
 
+/// The deliveries a claim takes, in the order it takes them (see
+/// `claim_deliveries`): one text for both databases.
+macro_rules! fair_claim {
+    () => {
+        "WITH RECURSIVE lane(client_id) AS (
+             SELECT MIN(client_id) FROM deliveries
+             UNION ALL
+             SELECT (SELECT MIN(client_id) FROM deliveries WHERE client_id > lane.client_id)
+             FROM lane WHERE lane.client_id IS NOT NULL
+         ),
+         offered AS (
+             SELECT d.transaction_id, d.client_id, d.due_ms FROM lane JOIN deliveries d
+             ON d.transaction_id IN (
+                 SELECT transaction_id FROM deliveries
+                 WHERE client_id = lane.client_id AND due_ms <= $1 ORDER BY due_ms LIMIT $3)
+         )
+         SELECT transaction_id FROM (
+             SELECT transaction_id, due_ms,
+                    ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due_ms) AS turn
+             FROM offered) AS ranked
+         ORDER BY turn, due_ms LIMIT $3"
+    };
+}
+
 impl Store {
     /// Claims up to `limit` deliveries due at `now_ms`, oldest first, by
     /// moving their due time `lease_ms` ahead.
@@ -127,28 +151,31 @@ impl Store {
             // first, then every client's second, … A blast of 100,000 messages
             // then delays another client's single message by one turn, not by
             // the whole blast; a lone client still gets the full batch.
-            let mut claimed: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-                "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
-                 WHERE transaction_id IN (
-                     WITH RECURSIVE lane(client_id) AS (
-                         SELECT MIN(client_id) FROM deliveries
-                         UNION ALL
-                         SELECT (SELECT MIN(client_id) FROM deliveries WHERE client_id > lane.client_id)
-                         FROM lane WHERE lane.client_id IS NOT NULL
-                     ),
-                     offered AS (
-                         SELECT d.transaction_id, d.client_id, d.due_ms FROM lane JOIN deliveries d
-                         ON d.transaction_id IN (
-                             SELECT transaction_id FROM deliveries
-                             WHERE client_id = lane.client_id AND due_ms <= $1 ORDER BY due_ms LIMIT $3)
-                     )
-                     SELECT transaction_id FROM (
-                         SELECT transaction_id, due_ms,
-                                ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due_ms) AS turn
-                         FROM offered)
-                     ORDER BY turn, due_ms LIMIT $3)
-                 RETURNING transaction_id, stage, expires_ms, attempts",
-            )
+            //
+            // Several nodes on PostgreSQL claim side by side: the rows are
+            // locked as they are taken and rows another node holds are
+            // skipped, and a row another node claimed meanwhile fails the
+            // repeated `due_ms <= $1` (its due time moved), so no delivery is
+            // claimed by two nodes.
+            let mut claimed: Vec<(i64, String, i64, i64)> = sqlx::query_as(if PG {
+                concat!(
+                    "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
+                     WHERE transaction_id IN (
+                         SELECT transaction_id FROM deliveries
+                         WHERE transaction_id IN (",
+                    fair_claim!(),
+                    ") AND due_ms <= $1 FOR UPDATE SKIP LOCKED)
+                     AND due_ms <= $1
+                     RETURNING transaction_id, stage, expires_ms, attempts"
+                )
+            } else {
+                concat!(
+                    "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
+                     WHERE transaction_id IN (",
+                    fair_claim!(),
+                    ") RETURNING transaction_id, stage, expires_ms, attempts"
+                )
+            })
             .bind(now_ms)
             .bind(lease_ms)
             .bind(limit)

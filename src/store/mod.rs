@@ -89,6 +89,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_mms.sql"),
         include_str!("../../migrations/postgres/0007_mms.sql"),
     ),
+    (
+        8,
+        "cluster",
+        include_str!("../../migrations/sqlite/0008_cluster.sql"),
+        include_str!("../../migrations/postgres/0008_cluster.sql"),
+    ),
 ];
 
 /// The change counters running servers watch.
@@ -149,11 +155,13 @@ impl Store {
                 // migration: the first takes this lock, the others wait and
                 // then find it applied.
                 let mut lock = writer.acquire().await?;
-                sqlx::query("SELECT pg_advisory_lock(7_160_667)")
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(Exclusive::Migrations as i64)
                     .execute(&mut *lock)
                     .await?;
                 let ran = on::migrate_on(&mut lock).await;
-                sqlx::query("SELECT pg_advisory_unlock(7_160_667)")
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(Exclusive::Migrations as i64)
                     .execute(&mut *lock)
                     .await?;
                 ran
@@ -390,7 +398,38 @@ pub fn redacted(url: &str) -> String {
     shown
 }
 
+/// What a writer that must not interleave with another of its kind locks:
+/// on SQLite the one write lock (`BEGIN IMMEDIATE`), on PostgreSQL an
+/// advisory lock of this number, held until the transaction ends, so nodes
+/// take turns too.
+#[derive(Debug, Clone, Copy)]
+#[repr(i64)]
+pub(crate) enum Exclusive {
+    Migrations = 7_160_667,
+    Clients = 7_160_668,
+    Campaigns = 7_160_669,
+    Callbacks = 7_160_670,
+}
+
 dual! {
+    /// Begins a transaction that no other writer of the same kind
+    /// interleaves with (see [`Exclusive`]).
+    pub(crate) async fn begin_exclusive(
+        pool: &sqlx::Pool<Db>,
+        kind: Exclusive,
+    ) -> sqlx::Result<sqlx::Transaction<'static, Db>> {
+        if PG {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(kind as i64)
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        } else {
+            pool.begin_with("BEGIN IMMEDIATE").await
+        }
+    }
+
     /// Applies the migrations missing on one connection.
     pub(crate) async fn migrate_on(conn: &mut Conn) -> anyhow::Result<usize> {
         conn.execute(
