@@ -611,15 +611,6 @@ async fn an_opt_out_on_one_node_is_honoured_by_another_at_once() {
     let pool = database.connect().await;
     let (_dirs, nodes) = start_nodes(&database, Some(&smsc), 2).await;
     let bases: Vec<&str> = nodes.iter().flatten().map(|m| m.base.as_str()).collect();
-    let holder = until("a node holding the bind", 30, async || {
-        bind_holder(&pool)
-            .await
-            .filter(|_| !smsc.bound_now().is_empty())
-    })
-    .await;
-    let holder = NODES.iter().position(|n| *n == holder).unwrap();
-    let other = 1 - holder;
-
     // Through the API: out on node 1, refused by node 2 right away (which
     // had just sent to the number, so nothing it remembers may hide this).
     let number = "13105550111";
@@ -638,6 +629,15 @@ async fn an_opt_out_on_one_node_is_honoured_by_another_at_once() {
     assert_code(&opted_out, 1);
     assert_eq!(send_code(bases[1], &creds, &campaign, number).await, 606);
     assert_eq!(send_code(bases[0], &creds, &campaign, number).await, 606);
+
+    let holder = until("a node holding the bind", 30, async || {
+        bind_holder(&pool)
+            .await
+            .filter(|_| !smsc.bound_now().is_empty())
+    })
+    .await;
+    let holder = NODES.iter().position(|n| *n == holder).unwrap();
+    let other = 1 - holder;
 
     // By STOP from the phone: it reaches the node holding the bind; the
     // other node refuses the number as soon as the opt-out is recorded.
