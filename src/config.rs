@@ -33,6 +33,7 @@ pub struct Config {
     pub tls: Tls,
     pub smtp: Smtp,
     pub shutdown: Shutdown,
+    pub cluster: Cluster,
     /// SMPP binds, one entry each (`[[smpp]]`); none by default.
     #[serde(default)]
     pub smpp: Vec<SmppBind>,
@@ -155,6 +156,17 @@ pub struct Compat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Promo {
     pub require_approval: bool,
+}
+
+/// Several nodes sharing one PostgreSQL (`[cluster]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cluster {
+    /// This node's name in leases and logs; empty: `<hostname>:<listen port>`
+    /// (a node restarted in place gets its own leases back at once).
+    pub node: String,
+    /// A node holds each SMPP bind through a lease it renews; one that has
+    /// not renewed for this long loses it to another node.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]

@@ -16,6 +16,7 @@ pub mod client;
 pub mod delivery;
 pub mod inbound;
 pub mod keyword;
+pub mod lease;
 pub mod list;
 pub mod media;
 pub mod mm7;
@@ -186,11 +187,13 @@ impl Store {
     /// blacklist changed (and so, like any change, drops their caches).
     pub async fn bump_carrier_generation(&self) -> sqlx::Result<()> {
         with_db!(self, |pool, writer| {
+            let mut conn = writer.acquire().await?;
             sqlx::query(
                 "UPDATE generation SET value = value + 1, carriers = carriers + 1 WHERE id = 1",
             )
-            .execute(writer)
+            .execute(&mut *conn)
             .await?;
+            on::notify_nodes(&mut conn, crate::cluster::CHANGED).await?;
         });
         Ok(())
     }
@@ -198,9 +201,11 @@ impl Store {
     /// Tells every running server that cached objects changed.
     pub async fn bump_generation(&self) -> sqlx::Result<()> {
         with_db!(self, |pool, writer| {
+            let mut conn = writer.acquire().await?;
             sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
-                .execute(writer)
+                .execute(&mut *conn)
                 .await?;
+            on::notify_nodes(&mut conn, crate::cluster::CHANGED).await?;
         });
         Ok(())
     }
@@ -412,6 +417,20 @@ pub(crate) enum Exclusive {
 }
 
 dual! {
+    /// Tells the other nodes sharing this PostgreSQL what changed (see
+    /// [`crate::cluster`]); sent when the transaction commits. Nothing on
+    /// SQLite, which one node uses alone.
+    pub(crate) async fn notify_nodes(conn: &mut Conn, what: &str) -> sqlx::Result<()> {
+        if PG {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::cluster::CHANNEL)
+                .bind(what)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
     /// Begins a transaction that no other writer of the same kind
     /// interleaves with (see [`Exclusive`]).
     pub(crate) async fn begin_exclusive(
@@ -465,7 +484,10 @@ dual! {
 }
 
 /// Every file's SQLite helpers, reached as `on::name` in store code.
-pub(crate) mod on_sqlite {
+/// Public (its items are not) because `with_db!` names it wherever it is
+/// expanded, the integration tests included.
+#[doc(hidden)]
+pub mod on_sqlite {
     pub(crate) use super::blast::sqlite::*;
     pub(crate) use super::campaign::sqlite::*;
     pub(crate) use super::carrier::sqlite::*;
@@ -486,7 +508,10 @@ pub(crate) mod on_sqlite {
 }
 
 /// Every file's PostgreSQL helpers, reached as `on::name` in store code.
-pub(crate) mod on_postgres {
+/// Public (its items are not) because `with_db!` names it wherever it is
+/// expanded, the integration tests included.
+#[doc(hidden)]
+pub mod on_postgres {
     pub(crate) use super::blast::postgres::*;
     pub(crate) use super::campaign::postgres::*;
     pub(crate) use super::carrier::postgres::*;

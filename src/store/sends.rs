@@ -333,6 +333,9 @@ impl Store {
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 on::insert_rows(&mut tx, chunk, now, now_ms).await?;
             }
+            if !rows.is_empty() {
+                on::notify_nodes(&mut tx, crate::cluster::DELIVERIES).await?;
+            }
             tx.commit().await?;
             for ((_, reply), answer) in batch.drain(..).zip(answers) {
                 let _ = reply.send(answer);
