@@ -6,7 +6,8 @@
 //!
 //! These tests need a PostgreSQL server: `MOMS_TEST_DATABASE_URL` names it
 //! (e.g. `postgres://postgres@127.0.0.1:5432/postgres`); without it they
-//! return at once. Each test creates a database of its own and drops it.
+//! return at once. Each test's nodes share a database made for it and
+//! dropped after it.
 //! The load test sends `MOMS_NODES_MESSAGES` messages (3,000) from
 //! `MOMS_NODES_SENDERS` tasks (12) and prints its figures.
 
@@ -32,106 +33,63 @@ const LEASE_SECS: u64 = 2;
 /// at most this many can be sent again after a kill.
 const WINDOW: usize = 64;
 
-/// A database of its own on the server `MOMS_TEST_DATABASE_URL` names,
-/// dropped with this value.
+/// The database the nodes share: the one the suite makes with a data
+/// folder (see `common::database`), dropped with it.
 struct Database {
-    server: String,
-    name: String,
+    home: DataDir,
     url: String,
 }
 
 impl Database {
-    /// `None` (and a line on stderr) when no server is configured.
-    async fn create() -> Option<Database> {
-        let Ok(server) = std::env::var("MOMS_TEST_DATABASE_URL") else {
+    /// `None` (and a line on stderr) on SQLite runs.
+    fn create() -> Option<Database> {
+        if postgres_url().is_none() {
             eprintln!(
-                "skipped: this test needs PostgreSQL; set MOMS_TEST_DATABASE_URL \
+                "skipped: several nodes need PostgreSQL; set MOMS_TEST_DATABASE_URL \
                  (e.g. postgres://postgres@127.0.0.1:5432/postgres)"
             );
             return None;
-        };
+        }
         // reqwest's clients need a TLS provider, even for plain HTTP.
         let _ = rustls::crypto::ring::default_provider().install_default();
-        let name = format!("moms_nodes_{:016x}", rand::random::<u64>());
-        let admin = PgPool::connect(&server)
-            .await
-            .expect("MOMS_TEST_DATABASE_URL accepts connections");
-        // The name is ours: hex digits after a fixed prefix.
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        admin.close().await;
-        let url = database_url(&server, &name);
-        Some(Database { server, name, url })
+        let home = data_dir();
+        let url = database_url(home.path()).expect("a PostgreSQL run");
+        Some(Database { home: home, url })
     }
 
     async fn connect(&self) -> PgPool {
         PgPool::connect(&self.url).await.unwrap()
     }
-}
 
-impl Drop for Database {
-    fn drop(&mut self) {
-        // Drop cannot await, and may run inside the test's runtime: a thread
-        // with a runtime of its own drops the database.
-        let (server, name) = (self.server.clone(), self.name.clone());
-        let dropped = std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async {
-                let admin = PgPool::connect(&server).await?;
-                // FORCE: a failed test may leave a node's connections open.
-                sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "DROP DATABASE IF EXISTS {name} WITH (FORCE)"
-                )))
-                .execute(&admin)
-                .await?;
-                admin.close().await;
-                Ok::<_, sqlx::Error>(())
-            })
-        })
-        .join();
-        if let Ok(Err(e)) = dropped {
-            eprintln!("database {} not dropped: {e}", self.name);
-        }
+    /// A client that sends from short code 21534 and a campaign that owns
+    /// the short code's STOP, made through the library.
+    async fn seed(&self) -> (Creds, String) {
+        let store = moms::store::Store::open(&test_config(self.home.path()))
+            .await
+            .unwrap();
+        let created = store
+            .create_client("Nodes", &["21534".to_string()], &[])
+            .await
+            .unwrap();
+        let creds = Creds {
+            client_id: created.client_id.to_string(),
+            token: created.token,
+            callback_secret: created.callback_secret,
+        };
+        let campaign = moms::store::campaign::Campaign {
+            stop_message: "Nodes: you are unsubscribed".into(),
+            ..campaign_settings(&creds, "Nodes")
+        };
+        let campaign = store
+            .create_campaign(&campaign, Some("21534"))
+            .await
+            .unwrap();
+        moms::with_db!(store, |pool, writer| {
+            pool.close().await;
+            writer.close().await;
+        });
+        (creds, campaign.to_string())
     }
-}
-
-/// `server` (a PostgreSQL URL) naming database `name` instead of its own.
-fn database_url(server: &str, name: &str) -> String {
-    let (base, query) = match server.split_once('?') {
-        Some((base, query)) => (base, Some(query)),
-        None => (server, None),
-    };
-    let authority = base.find("://").map_or(0, |i| i + 3);
-    let path = base[authority..]
-        .find('/')
-        .map_or(base.len(), |i| authority + i);
-    let mut url = format!("{}/{name}", &base[..path]);
-    if let Some(query) = query {
-        url.push('?');
-        url.push_str(query);
-    }
-    url
-}
-
-#[test]
-fn a_database_url_names_the_new_database() {
-    assert_eq!(
-        database_url("postgres://postgres@127.0.0.1:5432/postgres", "x"),
-        "postgres://postgres@127.0.0.1:5432/x"
-    );
-    assert_eq!(
-        database_url("postgres://u:p@db/moms?sslmode=disable", "x"),
-        "postgres://u:p@db/x?sslmode=disable"
-    );
-    assert_eq!(
-        database_url("postgres://db:5432", "x"),
-        "postgres://db:5432/x"
-    );
 }
 
 /// The configuration of node `node` on the shared database, with a short
@@ -178,36 +136,6 @@ allow_private_networks = true
     let path = dir.join("moms.toml");
     std::fs::write(&path, text).unwrap();
     path
-}
-
-/// A client that sends from short code 21534 and a campaign that owns the
-/// short code's STOP, made through the library on the shared database.
-async fn seed(database: &Database) -> (Creds, String) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut config = test_config(dir.path());
-    config.store.url = database.url.clone();
-    let store = moms::store::Store::open(&config).await.unwrap();
-    let created = store
-        .create_client("Nodes", &["21534".to_string()], &[])
-        .await
-        .unwrap();
-    let creds = Creds {
-        client_id: created.client_id.to_string(),
-        token: created.token,
-        callback_secret: created.callback_secret,
-    };
-    let campaign = moms::store::campaign::Campaign {
-        stop_message: "Nodes: you are unsubscribed".into(),
-        ..campaign_settings(&creds, "Nodes")
-    };
-    let campaign = store
-        .create_campaign(&campaign, Some("21534"))
-        .await
-        .unwrap();
-    if let moms::store::Db::Postgres { pool } = &store.db {
-        pool.close().await;
-    }
-    (creds, campaign.to_string())
 }
 
 /// Nodes named `NODES[..count]`, each on a data folder of its own, started
@@ -364,7 +292,7 @@ impl Load {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn three_nodes_share_the_load_and_the_bind_moves_when_its_holder_is_killed() {
-    let Some(database) = Database::create().await else {
+    let Some(database) = Database::create() else {
         return;
     };
     let total = env_number("MOMS_NODES_MESSAGES", 3000);
@@ -373,7 +301,7 @@ async fn three_nodes_share_the_load_and_the_bind_moves_when_its_holder_is_killed
     // A store-and-forward SMSC: a receipt the killed node never answered is
     // sent again on the next bind, whichever node makes it.
     smsc.set(|b| b.redeliver_receipts = true);
-    let (creds, campaign) = seed(&database).await;
+    let (creds, campaign) = database.seed().await;
     let pool = database.connect().await;
     let (_dirs, mut nodes) = start_nodes(&database, Some(&smsc), NODES.len()).await;
     until("a node holding the bind", 30, async || {
@@ -603,11 +531,11 @@ async fn send_code(base: &str, creds: &Creds, campaign: &str, to: &str) -> u16 {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_opt_out_on_one_node_is_honoured_by_another_at_once() {
-    let Some(database) = Database::create().await else {
+    let Some(database) = Database::create() else {
         return;
     };
     let smsc = Smsc::start().await;
-    let (creds, campaign) = seed(&database).await;
+    let (creds, campaign) = database.seed().await;
     let pool = database.connect().await;
     let (_dirs, nodes) = start_nodes(&database, Some(&smsc), 2).await;
     let bases: Vec<&str> = nodes.iter().flatten().map(|m| m.base.as_str()).collect();
@@ -670,7 +598,7 @@ async fn an_opt_out_on_one_node_is_honoured_by_another_at_once() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_started_together_on_an_empty_database_all_come_up() {
-    let Some(database) = Database::create().await else {
+    let Some(database) = Database::create() else {
         return;
     };
     // Every node finds the database empty and migrates it at the same moment.
@@ -685,7 +613,7 @@ async fn nodes_started_together_on_an_empty_database_all_come_up() {
     assert_eq!(applied, versions, "each migration applied once");
 
     // And every node works on what they made together.
-    let (creds, campaign) = seed(&database).await;
+    let (creds, campaign) = database.seed().await;
     for (n, node) in nodes.iter().flatten().enumerate() {
         let to = format!("131055502{n:02}");
         assert_eq!(send_code(&node.base, &creds, &campaign, &to).await, 1);
