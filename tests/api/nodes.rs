@@ -54,7 +54,7 @@ impl Database {
         let _ = rustls::crypto::ring::default_provider().install_default();
         let home = data_dir();
         let url = database_url(home.path()).expect("a PostgreSQL run");
-        Some(Database { home: home, url })
+        Some(Database { home, url })
     }
 
     async fn connect(&self) -> PgPool {
