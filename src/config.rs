@@ -439,6 +439,18 @@ impl Config {
         toml::to_string_pretty(&shown).unwrap_or_default()
     }
 
+    /// The database as a user knows it: the SQLite file, or the
+    /// PostgreSQL URL without its password.
+    pub fn database_name(&self) -> String {
+        if crate::store::is_postgres_url(&self.store.url) {
+            crate::store::redacted(&self.store.url)
+        } else if let Some(path) = self.store.url.strip_prefix("sqlite:") {
+            path.trim_start_matches("//").to_string()
+        } else {
+            self.database_path().display().to_string()
+        }
+    }
+
     pub fn database_path(&self) -> PathBuf {
         self.data_dir.join("moms.db")
     }

@@ -2,6 +2,9 @@
 -- migrations/sqlite, with BIGINT for every integer (the code reads i64). Times
 -- are unix seconds (or milliseconds where the column says so), UTC; numbers
 -- are E.164 digits.
+--
+-- Tables the store reads in insertion order (ORDER BY rowid, SQLite's hidden
+-- row number) have a column of that name here, so the same SQL runs on both.
 
 CREATE TABLE clients (
     id              BIGINT PRIMARY KEY,
@@ -36,6 +39,7 @@ CREATE TABLE keywords (
     keyword     TEXT NOT NULL,               -- upper-case
     campaign_id BIGINT NOT NULL REFERENCES campaigns(id),
     master      BIGINT NOT NULL DEFAULT 0,
+    rowid       BIGINT GENERATED ALWAYS AS IDENTITY, -- insertion order, as SQLite's rowid
     PRIMARY KEY (shortcode, keyword)
 );
 CREATE INDEX keywords_campaign ON keywords(campaign_id);
@@ -50,6 +54,7 @@ CREATE TABLE promos (
     starts      TEXT,                        -- YYYY-MM-DD
     ends        TEXT,
     created_at  BIGINT NOT NULL,
+    rowid       BIGINT GENERATED ALWAYS AS IDENTITY, -- insertion order, as SQLite's rowid
     PRIMARY KEY (campaign_id, code_key)
 );
 
@@ -82,7 +87,8 @@ CREATE INDEX transactions_recipient ON transactions(recipient, created_at);
 CREATE TABLE history (
     transaction_id BIGINT NOT NULL,
     at_ms          BIGINT NOT NULL,
-    event          TEXT NOT NULL
+    event          TEXT NOT NULL,
+    rowid          BIGINT GENERATED ALWAYS AS IDENTITY -- insertion order, as SQLite's rowid
 );
 CREATE INDEX history_transaction ON history(transaction_id);
 

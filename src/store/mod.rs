@@ -122,6 +122,14 @@ impl Store {
     /// Opens (creating if needed) the store the configuration names and
     /// brings its schema up to date.
     pub async fn open(config: &Config) -> anyhow::Result<Store> {
+        let store = Store::connect(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the store without touching its schema (`moms migrate` then
+    /// says how many migrations it applied).
+    pub async fn connect(config: &Config) -> anyhow::Result<Store> {
         let db = if is_postgres_url(&config.store.url) {
             open_postgres(&config.store.url).await?
         } else {
@@ -134,7 +142,6 @@ impl Store {
             #[cfg(feature = "fault-injection")]
             faults: Default::default(),
         };
-        store.migrate().await?;
         if let Db::Sqlite { writer, .. } = &store.db {
             store.thread = open_thread(writer).map(std::sync::Arc::new);
             if store.thread.is_some() {

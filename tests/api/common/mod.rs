@@ -77,6 +77,18 @@ pub fn test_config(dir: &std::path::Path) -> Config {
     config
 }
 
+/// With `MOMS_LOG` set (as for the binary, e.g. `MOMS_LOG=warn`), the test
+/// servers' log goes to each test's output, shown when it fails: the cause
+/// of a 500 is in the log, not in the answer.
+fn log_to_test_output() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("MOMS_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
+}
+
 impl Server {
     pub async fn start() -> Server {
         Server::start_with(|_| {}).await
@@ -91,6 +103,7 @@ impl Server {
 
     /// Starts on an existing data folder (a restart).
     pub async fn start_in(dir: DataDir, config: Config) -> Server {
+        log_to_test_output();
         let app = App::open(config).await.expect("app opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
