@@ -4,7 +4,7 @@
 
 use crate::store::dual;
 use crate::with_db;
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{QueryBuilder, Row};
 
@@ -107,42 +107,11 @@ impl Store {
                     return flatten(result);
                 }
             }
-            let mut touched = BTreeSet::new();
+            // Set-based: a handful of statements per batch whatever its size
+            // (on PostgreSQL each statement is a round trip; one per segment
+            // and receipt left the recorder seconds behind under load).
             let mut tx = writer.begin().await?;
-            for segment in accepted {
-                sqlx::query(
-                    "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, accepted_ms)
-                     VALUES ($1, $2, $3, $4, $5)
-                     ON CONFLICT (transaction_id, segment)
-                     DO UPDATE SET message_id = excluded.message_id, total = excluded.total,
-                                   accepted_ms = excluded.accepted_ms",
-                )
-                .bind(segment.transaction_id)
-                .bind(segment.segment)
-                .bind(segment.total)
-                .bind(&segment.message_id)
-                .bind(now)
-                .execute(&mut *tx)
-                .await?;
-                touched.insert(segment.transaction_id);
-                on::apply_pending(&mut tx, segment).await?;
-            }
-            for receipt in receipts {
-                match on::find_segment(&mut tx, &receipt.candidates).await? {
-                    Some((transaction_id, segment)) => {
-                        on::set_receipt(
-                            &mut tx,
-                            transaction_id,
-                            segment,
-                            &receipt.stat,
-                            receipt.delivered,
-                        )
-                        .await?;
-                        touched.insert(transaction_id);
-                    }
-                    None => on::keep_pending(&mut tx, receipt, now).await?,
-                }
-            }
+            let touched = on::record_in_sets(&mut tx, accepted, receipts, now).await?;
             tx.commit().await?;
             Ok(touched)
         })
@@ -433,101 +402,200 @@ mod on_thread {
     }
 }
 
-dual! {
-    /// The segment an id names, trying each reading in order. Only the id as
-    /// written may name a segment that already has its receipt (a repeated
-    /// receipt): another reading of it would otherwise take an old, finished
-    /// segment whose id happens to be that reading, when the receipt comes
-    /// before its own segment's id is recorded (it then waits as pending).
-    pub(crate) async fn find_segment(
-        tx: &mut Conn,
-        candidates: &[String],
-    ) -> sqlx::Result<Option<(i64, i64)>> {
-        for (index, candidate) in candidates.iter().enumerate() {
-            let found: Option<(i64, i64)> = sqlx::query_as(
-                "SELECT transaction_id, segment FROM smpp_segments
-                 WHERE message_id = $1 AND ($2 OR delivered IS NULL)
-                 ORDER BY accepted_ms DESC LIMIT 1",
-            )
-            .bind(candidate)
-            .bind(index == 0)
-            .fetch_optional(&mut *tx)
-            .await?;
-            if found.is_some() {
-                return Ok(found);
+/// Rows per multi-row statement of the set-based recording: at most six
+/// bound values a row, well under SQLite's limit of 32,766.
+const ROWS_PER_STATEMENT: usize = 4_000;
+
+/// Notes that a segment has its final receipt now.
+fn mark_finished(segments: &mut HashMap<String, Vec<(i64, i64, bool, i64)>>, t: i64, s: i64) {
+    for found in segments.values_mut() {
+        for (transaction_id, segment, finished, _) in found.iter_mut() {
+            if *transaction_id == t && *segment == s {
+                *finished = true;
             }
         }
-        Ok(None)
     }
+}
 
-    pub(crate) async fn set_receipt(
-        tx: &mut Conn,
-        transaction_id: i64,
-        segment: i64,
-        stat: &str,
-        delivered: bool,
-    ) -> sqlx::Result<()> {
-        sqlx::query(
-            "UPDATE smpp_segments SET receipt = $1, delivered = $2
-             WHERE transaction_id = $3 AND segment = $4",
-        )
-        .bind(stat)
-        .bind(i64::from(delivered))
-        .bind(transaction_id)
-        .bind(segment)
-        .execute(&mut *tx)
-        .await?;
-        Ok(())
-    }
+dual! {
 
-    pub(crate) async fn keep_pending(
+    /// What `smpp_record` writes, in a few set-based statements: the
+    /// accepted segments, the receipts that waited for them, and the new
+    /// receipts (matched to their segment, or kept as pending). Returns the
+    /// transactions touched.
+    pub(crate) async fn record_in_sets(
         tx: &mut Conn,
-        receipt: &ReceiptRow,
+        accepted: &[AcceptedSegment],
+        receipts: &[ReceiptRow],
         now: i64,
-    ) -> sqlx::Result<()> {
-        for candidate in &receipt.candidates {
-            sqlx::query(
-                "INSERT INTO smpp_pending_receipts
-                 (candidate, receipt_key, stat, delivered, err, received_ms)
-                 VALUES ($1, $2, $3, $4, $5, $6)",
-            )
-            .bind(candidate)
-            .bind(&receipt.key)
-            .bind(&receipt.stat)
-            .bind(i64::from(receipt.delivered))
-            .bind(&receipt.err)
-            .bind(now)
-            .execute(&mut *tx)
-            .await?;
+    ) -> sqlx::Result<BTreeSet<i64>> {
+        let mut touched = BTreeSet::new();
+        for chunk in accepted.chunks(ROWS_PER_STATEMENT) {
+            let mut insert: QueryBuilder<Db> = QueryBuilder::new(
+                "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, accepted_ms) ",
+            );
+            insert.push_values(chunk, |mut b, s| {
+                b.push_bind(s.transaction_id)
+                    .push_bind(s.segment)
+                    .push_bind(s.total)
+                    .push_bind(&s.message_id)
+                    .push_bind(now);
+            });
+            insert.push(
+                " ON CONFLICT (transaction_id, segment)
+                 DO UPDATE SET message_id = excluded.message_id, total = excluded.total,
+                               accepted_ms = excluded.accepted_ms",
+            );
+            insert.build().persistent(false).execute(&mut *tx).await?;
         }
-        Ok(())
-    }
+        touched.extend(accepted.iter().map(|s| s.transaction_id));
 
-    /// Applies a receipt that came before this segment's id was recorded.
-    pub(crate) async fn apply_pending(tx: &mut Conn, segment: &AcceptedSegment) -> sqlx::Result<()> {
-        let pending: Option<(String, String, i64)> = sqlx::query_as(
-            "SELECT receipt_key, stat, delivered FROM smpp_pending_receipts
-             WHERE candidate = $1 ORDER BY received_ms LIMIT 1",
-        )
-        .bind(&segment.message_id)
-        .fetch_optional(&mut *tx)
-        .await?;
-        let Some((key, stat, delivered)) = pending else {
-            return Ok(());
-        };
-        on::set_receipt(
-            tx,
-            segment.transaction_id,
-            segment.segment,
-            &stat,
-            delivered == 1,
-        )
-        .await?;
-        sqlx::query("DELETE FROM smpp_pending_receipts WHERE receipt_key = $1")
-            .bind(&key)
-            .execute(&mut *tx)
-            .await?;
-        Ok(())
+        // Receipts that came before their segment's id: each applies to the
+        // first segment that names it, oldest receipt first.
+        let ids: Vec<&str> = accepted.iter().map(|s| s.message_id.as_str()).collect();
+        let mut waiting: HashMap<String, Vec<(String, String, i64)>> = HashMap::new();
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
+            let mut select: QueryBuilder<Db> = QueryBuilder::new(
+                "SELECT candidate, receipt_key, stat, delivered FROM smpp_pending_receipts WHERE candidate IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            select.push(") ORDER BY received_ms");
+            for row in select.build().persistent(false).fetch_all(&mut *tx).await? {
+                waiting.entry(row.try_get(0)?).or_default().push((
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    row.try_get(3)?,
+                ));
+            }
+        }
+        let mut outcomes: Vec<(i64, i64, String, bool)> = Vec::new();
+        let mut used_keys: Vec<String> = Vec::new();
+        for segment in accepted {
+            let first_unused = waiting.get(&segment.message_id).and_then(|found| {
+                found.iter().find(|(key, ..)| !used_keys.contains(key))
+            });
+            if let Some((key, stat, delivered)) = first_unused {
+                outcomes.push((segment.transaction_id, segment.segment, stat.clone(), *delivered == 1));
+                used_keys.push(key.clone());
+            }
+        }
+
+        // New receipts: the segments their ids may name, read at once, then
+        // matched in order, each trying the readings of its id in turn. Only
+        // the id as written may name a segment that has its final receipt
+        // already (a repeated receipt): another reading would otherwise
+        // take an old, finished segment whose id happens to be that reading
+        // when a receipt comes before its own segment's id is recorded (it
+        // then waits as pending). A receipt of this batch counts for the
+        // ones after it.
+        let candidates: Vec<&str> = receipts
+            .iter()
+            .flat_map(|r| r.candidates.iter().map(String::as_str))
+            .collect();
+        // By id: (transaction, segment, finished, accepted_ms).
+        let mut segments: HashMap<String, Vec<(i64, i64, bool, i64)>> = HashMap::new();
+        for chunk in candidates.chunks(ROWS_PER_STATEMENT) {
+            let mut select: QueryBuilder<Db> = QueryBuilder::new(
+                "SELECT message_id, transaction_id, segment, delivered IS NOT NULL, COALESCE(accepted_ms, 0)
+                 FROM smpp_segments WHERE message_id IN (",
+            );
+            let mut list = select.separated(", ");
+            for id in chunk {
+                list.push_bind(*id);
+            }
+            select.push(")");
+            for row in select.build().persistent(false).fetch_all(&mut *tx).await? {
+                let finished: bool = row.try_get(3)?;
+                segments.entry(row.try_get(0)?).or_default().push((
+                    row.try_get(1)?,
+                    row.try_get(2)?,
+                    finished,
+                    row.try_get(4)?,
+                ));
+            }
+        }
+        for (t, s, ..) in &outcomes {
+            mark_finished(&mut segments, *t, *s);
+        }
+        let mut unmatched: Vec<&ReceiptRow> = Vec::new();
+        for receipt in receipts {
+            let found = receipt.candidates.iter().enumerate().find_map(|(index, id)| {
+                segments
+                    .get(id)?
+                    .iter()
+                    .filter(|(.., finished, _)| index == 0 || !finished)
+                    .max_by_key(|(.., accepted_ms)| *accepted_ms)
+                    .map(|(t, s, ..)| (*t, *s))
+            });
+            match found {
+                Some((transaction_id, segment)) => {
+                    outcomes.push((transaction_id, segment, receipt.stat.clone(), receipt.delivered));
+                    mark_finished(&mut segments, transaction_id, segment);
+                    touched.insert(transaction_id);
+                }
+                None => unmatched.push(receipt),
+            }
+        }
+
+        // The last outcome of a segment wins, as statements in order would.
+        let mut last: HashMap<(i64, i64), usize> = HashMap::new();
+        for (index, (t, s, ..)) in outcomes.iter().enumerate() {
+            last.insert((*t, *s), index);
+        }
+        let finals: Vec<&(i64, i64, String, bool)> = outcomes
+            .iter()
+            .enumerate()
+            .filter(|(index, (t, s, ..))| last.get(&(*t, *s)) == Some(index))
+            .map(|(_, outcome)| outcome)
+            .collect();
+        for chunk in finals.chunks(ROWS_PER_STATEMENT) {
+            let mut update: QueryBuilder<Db> =
+                QueryBuilder::new("WITH v (transaction_id, segment, receipt, delivered) AS (");
+            update.push_values(chunk, |mut b, (t, s, stat, delivered)| {
+                b.push_bind(*t)
+                    .push_bind(*s)
+                    .push_bind(stat.as_str())
+                    .push_bind(i64::from(*delivered));
+            });
+            update.push(
+                ") UPDATE smpp_segments SET receipt = v.receipt, delivered = v.delivered FROM v
+                 WHERE smpp_segments.transaction_id = v.transaction_id
+                   AND smpp_segments.segment = v.segment",
+            );
+            update.build().persistent(false).execute(&mut *tx).await?;
+        }
+        for chunk in used_keys.chunks(ROWS_PER_STATEMENT) {
+            let mut delete: QueryBuilder<Db> =
+                QueryBuilder::new("DELETE FROM smpp_pending_receipts WHERE receipt_key IN (");
+            let mut list = delete.separated(", ");
+            for key in chunk {
+                list.push_bind(key.as_str());
+            }
+            delete.push(")");
+            delete.build().persistent(false).execute(&mut *tx).await?;
+        }
+        let pending: Vec<(&str, &ReceiptRow)> = unmatched
+            .iter()
+            .flat_map(|r| r.candidates.iter().map(move |c| (c.as_str(), *r)))
+            .collect();
+        for chunk in pending.chunks(ROWS_PER_STATEMENT) {
+            let mut insert: QueryBuilder<Db> = QueryBuilder::new(
+                "INSERT INTO smpp_pending_receipts (candidate, receipt_key, stat, delivered, err, received_ms) ",
+            );
+            insert.push_values(chunk, |mut b, (candidate, r)| {
+                b.push_bind(*candidate)
+                    .push_bind(r.key.as_str())
+                    .push_bind(r.stat.as_str())
+                    .push_bind(i64::from(r.delivered))
+                    .push_bind(r.err.as_str())
+                    .push_bind(now);
+            });
+            insert.build().persistent(false).execute(&mut *tx).await?;
+        }
+        Ok(touched)
     }
 }
 
