@@ -333,6 +333,16 @@ pub struct DumpWriter {
     out: BufWriter<File>,
     partial: PathBuf,
     path: PathBuf,
+    finished: bool,
+}
+
+impl Drop for DumpWriter {
+    /// An export that failed removes what it wrote.
+    fn drop(&mut self) {
+        if !self.finished {
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
 }
 
 impl DumpWriter {
@@ -346,6 +356,7 @@ impl DumpWriter {
             out: BufWriter::with_capacity(1 << 20, file),
             partial,
             path: path.to_path_buf(),
+            finished: false,
         };
         writer.line(header)?;
         Ok(writer)
@@ -382,18 +393,19 @@ impl DumpWriter {
             end_of_dump: true,
             checksum: overall.to_string(),
         })?;
-        let file = self
-            .out
-            .into_inner()
-            .map_err(|e| anyhow::anyhow!("cannot write {}: {}", self.partial.display(), e))?;
-        file.sync_all()?;
+        self.out
+            .flush()
+            .with_context(|| format!("cannot write {}", self.partial.display()))?;
+        self.out.get_ref().sync_all()?;
         std::fs::rename(&self.partial, &self.path).with_context(|| {
             format!(
                 "cannot rename {} to {}",
                 self.partial.display(),
                 self.path.display()
             )
-        })
+        })?;
+        self.finished = true;
+        Ok(())
     }
 }
 

@@ -298,10 +298,17 @@ crate::store::dual! {
         }
         // The paging key comes first in each row read: the rowid, or the
         // table's key columns (for the next page's WHERE).
-        let (key, key_list): (Vec<&str>, String) = if table.without_rowid {
-            (table.key.to_vec(), quoted_list(table.key.iter().copied()))
+        let (key, key_list): (Vec<Column>, String) = if table.without_rowid {
+            let key = table
+                .key
+                .iter()
+                .map(|k| columns.iter().find(|c| c.name == *k).cloned())
+                .collect::<Option<Vec<Column>>>()
+                .with_context(|| format!("table {} lacks a column of its key", table.name))?;
+            (key, quoted_list(table.key.iter().copied()))
         } else {
-            (vec!["rowid"], "rowid".to_string())
+            let rowid = Column { name: "rowid".to_string(), kind: Kind::Integer };
+            (vec![rowid], "rowid".to_string())
         };
         let mut last: Option<Vec<Value>> = None;
         loop {
@@ -316,17 +323,12 @@ crate::store::dual! {
                 }
             };
             let mut query = sqlx::query(AssertSqlSafe(sql));
-            for value in last.iter().flatten() {
-                query = bind(query, value, Kind::Integer);
+            for (value, column) in last.iter().flatten().zip(&key) {
+                query = bind(query, value, column.kind);
             }
             let rows = query.fetch_all(&mut *conn).await?;
             if let Some(final_row) = rows.last() {
-                let key_columns: Vec<Column> = key
-                    .iter()
-                    .map(|k| Column { name: (*k).to_string(), kind: Kind::Text })
-                    .collect();
-                last = decode_rows(std::slice::from_ref(final_row), 0, &key_columns, table.name)?
-                    .pop();
+                last = decode_rows(std::slice::from_ref(final_row), 0, &key, table.name)?.pop();
                 page(&decode_rows(&rows, key.len(), columns, table.name)?)?;
             }
             if rows.len() < PAGE_ROWS {
