@@ -158,7 +158,8 @@ crate::store::dual! {
     /// database, whatever a running server writes meanwhile.
     async fn snapshot(pool: &sqlx::Pool<Db>) -> sqlx::Result<sqlx::Transaction<'static, Db>> {
         if PG {
-            pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY").await
+            pool.begin_with("BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY")
+                .await
         } else {
             pool.begin().await
         }
@@ -177,9 +178,11 @@ crate::store::dual! {
 
     /// The highest migration applied.
     async fn schema_version(conn: &mut Conn) -> sqlx::Result<i64> {
-        sqlx::query_scalar("SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM schema_migrations")
-            .fetch_one(&mut *conn)
-            .await
+        sqlx::query_scalar(
+            "SELECT CAST(COALESCE(MAX(version), 0) AS BIGINT) FROM schema_migrations",
+        )
+        .fetch_one(&mut *conn)
+        .await
     }
 
     /// A table's columns in their declared order, from the catalog.
@@ -190,7 +193,10 @@ crate::store::dual! {
         } else {
             "SELECT name, type FROM pragma_table_info($1) ORDER BY cid"
         };
-        let found: Vec<(String, String)> = sqlx::query_as(sql).bind(table).fetch_all(&mut *conn).await?;
+        let found: Vec<(String, String)> = sqlx::query_as(sql)
+            .bind(table)
+            .fetch_all(&mut *conn)
+            .await?;
         found
             .into_iter()
             .map(|(name, declared)| match Kind::from_declared(&declared) {
@@ -203,10 +209,12 @@ crate::store::dual! {
     }
 
     async fn count(conn: &mut Conn, table: &str) -> sqlx::Result<u64> {
-        let count: i64 =
-            sqlx::query_scalar(AssertSqlSafe(format!("SELECT CAST(COUNT(*) AS BIGINT) FROM {}", quoted(table))))
-                .fetch_one(&mut *conn)
-                .await?;
+        let count: i64 = sqlx::query_scalar(AssertSqlSafe(format!(
+            "SELECT CAST(COUNT(*) AS BIGINT) FROM {}",
+            quoted(table)
+        )))
+        .fetch_one(&mut *conn)
+        .await?;
         Ok(count as u64)
     }
 
@@ -239,7 +247,12 @@ crate::store::dual! {
     }
 
     /// Decodes `columns` from each row, starting at column `first`.
-    fn decode_rows(rows: &[DbRow], first: usize, columns: &[Column], table: &str) -> anyhow::Result<Vec<Vec<Value>>> {
+    fn decode_rows(
+        rows: &[DbRow],
+        first: usize,
+        columns: &[Column],
+        table: &str,
+    ) -> anyhow::Result<Vec<Vec<Value>>> {
         rows.iter()
             .map(|row| {
                 columns
@@ -282,10 +295,11 @@ crate::store::dual! {
             loop {
                 // Not a prepared statement kept for the next call: the same
                 // text returns other columns for another table's cursor.
-                let rows = sqlx::query(AssertSqlSafe(format!("FETCH {PAGE_ROWS} FROM moms_export")))
-                    .persistent(false)
-                    .fetch_all(&mut *conn)
-                    .await?;
+                let rows =
+                    sqlx::query(AssertSqlSafe(format!("FETCH {PAGE_ROWS} FROM moms_export")))
+                        .persistent(false)
+                        .fetch_all(&mut *conn)
+                        .await?;
                 if !rows.is_empty() {
                     page(&decode_rows(&rows, 0, columns, table.name)?)?;
                 }
@@ -307,15 +321,21 @@ crate::store::dual! {
                 .with_context(|| format!("table {} lacks a column of its key", table.name))?;
             (key, quoted_list(table.key.iter().copied()))
         } else {
-            let rowid = Column { name: "rowid".to_string(), kind: Kind::Integer };
+            let rowid = Column {
+                name: "rowid".to_string(),
+                kind: Kind::Integer,
+            };
             (vec![rowid], "rowid".to_string())
         };
         let mut last: Option<Vec<Value>> = None;
         loop {
             let sql = match &last {
-                None => format!("SELECT {key_list}, {list} FROM {name} ORDER BY {key_list} LIMIT {PAGE_ROWS}"),
+                None => format!(
+                    "SELECT {key_list}, {list} FROM {name} ORDER BY {key_list} LIMIT {PAGE_ROWS}"
+                ),
                 Some(_) => {
-                    let parameters: Vec<String> = (1..=key.len()).map(|i| format!("${i}")).collect();
+                    let parameters: Vec<String> =
+                        (1..=key.len()).map(|i| format!("${i}")).collect();
                     format!(
                         "SELECT {key_list}, {list} FROM {name} WHERE ({key_list}) > ({}) ORDER BY {key_list} LIMIT {PAGE_ROWS}",
                         parameters.join(", ")
@@ -355,7 +375,12 @@ crate::store::dual! {
     }
 
     /// Writes `rows` in one transaction.
-    async fn insert_rows(writer: &sqlx::Pool<Db>, table: &str, columns: &[Column], rows: &[Vec<Value>]) -> anyhow::Result<()> {
+    async fn insert_rows(
+        writer: &sqlx::Pool<Db>,
+        table: &str,
+        columns: &[Column],
+        rows: &[Vec<Value>],
+    ) -> anyhow::Result<()> {
         let mut tx = writer.begin().await?;
         for chunk in rows.chunks(rows_per_insert(columns.len())) {
             let mut query = sqlx::query(AssertSqlSafe(insert_sql(table, columns, chunk.len())));
@@ -373,7 +398,11 @@ crate::store::dual! {
     /// Moves a PostgreSQL identity column's sequence past the imported ids,
     /// or the database would hand out ids that exist. Tables whose `id` is
     /// not an identity have no sequence: `setval(NULL, …)` does nothing.
-    async fn advance_identity(writer: &sqlx::Pool<Db>, table: &str, columns: &[Column]) -> sqlx::Result<()> {
+    async fn advance_identity(
+        writer: &sqlx::Pool<Db>,
+        table: &str,
+        columns: &[Column],
+    ) -> sqlx::Result<()> {
         if !PG || !columns.iter().any(|c| c.name == "id") {
             return Ok(());
         }
@@ -389,7 +418,12 @@ crate::store::dual! {
 
     /// Counts and checksums every table in one snapshot, reading the
     /// columns in the order given (the dump's).
-    async fn tally_tables(pool: &sqlx::Pool<Db>, columns: &[Vec<Column>], progress: &Progress, doing: &str) -> anyhow::Result<Vec<Tally>> {
+    async fn tally_tables(
+        pool: &sqlx::Pool<Db>,
+        columns: &[Vec<Column>],
+        progress: &Progress,
+        doing: &str,
+    ) -> anyhow::Result<Vec<Tally>> {
         let mut tx = snapshot(pool).await?;
         let mut tallies = Vec::new();
         for (table, columns) in TABLES.iter().zip(columns) {
@@ -409,7 +443,11 @@ crate::store::dual! {
     }
 
     /// Writes the whole database to `file`.
-    pub(crate) async fn export(pool: &sqlx::Pool<Db>, file: &Path, progress: &Progress) -> anyhow::Result<Summary> {
+    pub(crate) async fn export(
+        pool: &sqlx::Pool<Db>,
+        file: &Path,
+        progress: &Progress,
+    ) -> anyhow::Result<Summary> {
         let started = Instant::now();
         let mut tx = snapshot(pool).await?;
         check_tables(&mut tx).await?;
@@ -460,7 +498,12 @@ crate::store::dual! {
         tx.rollback().await?;
         let overall = overall_checksum(&tallies);
         dump.finish(&overall)?;
-        Ok(Summary { schema_version, tallies, overall, elapsed: started.elapsed() })
+        Ok(Summary {
+            schema_version,
+            tallies,
+            overall,
+            elapsed: started.elapsed(),
+        })
     }
 
     /// Loads `file` into the empty database, proves the dump whole before
@@ -494,7 +537,10 @@ crate::store::dual! {
         check_table_list(&header, file)?;
         let mut insert_columns = Vec::with_capacity(TABLES.len());
         for dumped in &header.tables {
-            insert_columns.push(match_columns(dumped, &columns(&mut conn, &dumped.name).await?)?);
+            insert_columns.push(match_columns(
+                dumped,
+                &columns(&mut conn, &dumped.name).await?,
+            )?);
         }
         let mut occupied = Vec::new();
         for table in TABLES.iter().filter(|t| !t.seeded) {
@@ -561,7 +607,15 @@ crate::store::dual! {
             );
         }
         let overall = overall_checksum(&loaded);
-        anyhow::ensure!(overall == dumped_overall, "the overall checksum differs from the dump's");
-        Ok(Summary { schema_version: known, tallies: loaded, overall, elapsed: started.elapsed() })
+        anyhow::ensure!(
+            overall == dumped_overall,
+            "the overall checksum differs from the dump's"
+        );
+        Ok(Summary {
+            schema_version: known,
+            tallies: loaded,
+            overall,
+            elapsed: started.elapsed(),
+        })
     }
 }
