@@ -37,7 +37,10 @@ fn rows_per_insert(columns: usize) -> usize {
     BATCH_ROWS.min(MAX_PARAMETERS / columns.max(1)).max(1)
 }
 
-fn insert_sql(table: &str, columns: &[Column], rows: usize) -> String {
+/// A multi-row INSERT. PostgreSQL numbers its parameters (`$1`); SQLite
+/// takes plain `?`, as it looks each `$N` up by name in a list, which makes
+/// binding a statement of thousands of parameters quadratic.
+fn insert_sql(table: &str, columns: &[Column], rows: usize, numbered: bool) -> String {
     let mut sql = format!(
         "INSERT INTO {} ({}) VALUES ",
         quoted(table),
@@ -54,7 +57,11 @@ fn insert_sql(table: &str, columns: &[Column], rows: usize) -> String {
                 sql.push(',');
             }
             parameter += 1;
-            sql.push_str(&format!("${parameter}"));
+            if numbered {
+                sql.push_str(&format!("${parameter}"));
+            } else {
+                sql.push('?');
+            }
         }
         sql.push(')');
     }
@@ -383,7 +390,7 @@ crate::store::dual! {
     ) -> anyhow::Result<()> {
         let mut tx = writer.begin().await?;
         for chunk in rows.chunks(rows_per_insert(columns.len())) {
-            let mut query = sqlx::query(AssertSqlSafe(insert_sql(table, columns, chunk.len())));
+            let mut query = sqlx::query(AssertSqlSafe(insert_sql(table, columns, chunk.len(), PG)));
             for row in chunk {
                 for (value, column) in row.iter().zip(columns) {
                     query = bind(query, value, column.kind);
