@@ -87,6 +87,10 @@ pub struct App {
     pub generation_at_open: crate::store::Generation,
     /// The SMPP connector: its binds' job queues.
     pub smpp: crate::smpp::Connector,
+    /// This node's name in leases (see [`crate::cluster`]).
+    pub node: String,
+    /// Another node changed cached objects (PostgreSQL's NOTIFY).
+    pub changed_wake: Arc<Notify>,
     /// The MM7 connector: its MMSCs and the messages handed to them.
     pub mm7: crate::mm7::Connector,
     /// Renders `/metrics`.
@@ -124,6 +128,8 @@ impl App {
         Ok(Arc::new(App {
             smpp,
             mm7,
+            node: crate::cluster::node_name(&config),
+            changed_wake: Arc::new(Notify::new()),
             auth_failures: AuthLimiter::new(
                 config.limits.failed_auth_per_ip,
                 config.limits.failed_auth_per_client,
@@ -233,6 +239,7 @@ where
     tasks.spawn(crate::mail::run(app.clone(), stop_rx.clone()));
     tasks.spawn(crate::delivery::blast::run(app.clone(), stop_rx.clone()));
     tasks.spawn(watch_generation(app.clone(), stop_rx.clone()));
+    tasks.spawn(crate::cluster::listen(app.clone(), stop_rx.clone()));
     tasks.spawn(retention(app.clone(), stop_rx.clone()));
     if let Some(handle) = app.metrics.clone() {
         let mut stop = stop_rx.clone();
@@ -331,6 +338,7 @@ async fn watch_generation(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<
     loop {
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+            _ = app.changed_wake.notified() => {}
             _ = stop.changed() => return,
         }
         match app.store.generation().await {

@@ -75,15 +75,15 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Migrate => {
             let config = cli.global.config()?;
-            let store = crate::store::Store::open(&config).await?;
+            let store = crate::store::Store::connect(&config).await?;
             let ran = store.migrate().await?;
             store.apply_configured_carriers(&config.carriers).await?;
             crate::admin::print(
                 cli.global.json,
-                serde_json::json!({"migrated": true, "database": config.database_path()}),
+                serde_json::json!({"migrated": true, "database": config.database_name(), "applied": ran}),
                 &format!(
                     "database {} is up to date{}",
-                    config.database_path().display(),
+                    config.database_name(),
                     if ran > 0 {
                         format!(" ({ran} migrations applied)")
                     } else {

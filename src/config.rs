@@ -33,6 +33,7 @@ pub struct Config {
     pub tls: Tls,
     pub smtp: Smtp,
     pub shutdown: Shutdown,
+    pub cluster: Cluster,
     /// SMPP binds, one entry each (`[[smpp]]`); none by default.
     #[serde(default)]
     pub smpp: Vec<SmppBind>,
@@ -155,6 +156,17 @@ pub struct Compat {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Promo {
     pub require_approval: bool,
+}
+
+/// Several nodes sharing one PostgreSQL (`[cluster]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Cluster {
+    /// This node's name in leases and logs; empty: `<hostname>:<listen port>`
+    /// (a node restarted in place gets its own leases back at once).
+    pub node: String,
+    /// A node holds each SMPP bind through a lease it renews; one that has
+    /// not renewed for this long loses it to another node.
+    pub lease_secs: u64,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -359,6 +371,10 @@ impl Config {
             figment = figment.merge(Toml::file(file));
         }
         figment = figment.merge(Env::prefixed("MOMS_").split("__"));
+        // The name such URLs usually go by in deployments.
+        if let Ok(url) = std::env::var("MOMS_DATABASE_URL") {
+            figment = figment.merge(("store.url", url));
+        }
         let config: Config = figment.extract().context(
             "invalid configuration (run `moms config` to see every key with its default)",
         )?;
@@ -421,6 +437,18 @@ impl Config {
             }
         }
         toml::to_string_pretty(&shown).unwrap_or_default()
+    }
+
+    /// The database as a user knows it: the SQLite file, or the
+    /// PostgreSQL URL without its password.
+    pub fn database_name(&self) -> String {
+        if crate::store::is_postgres_url(&self.store.url) {
+            crate::store::redacted(&self.store.url)
+        } else if let Some(path) = self.store.url.strip_prefix("sqlite:") {
+            path.trim_start_matches("//").to_string()
+        } else {
+            self.database_path().display().to_string()
+        }
     }
 
     pub fn database_path(&self) -> PathBuf {

@@ -21,6 +21,7 @@ pub mod admin;
 pub mod api;
 pub mod app;
 pub mod cli;
+pub mod cluster;
 pub mod config;
 pub mod connection_idle;
 pub mod delivery;

@@ -5,11 +5,11 @@
 -- SMSC's id, normalised (lower case, no leading zeros), once accepted.
 CREATE TABLE smpp_segments (
     transaction_id BIGINT NOT NULL,
-    segment        BIGINT NOT NULL,        -- 1-based
+    segment        BIGINT NOT NULL,         -- 1-based
     total          BIGINT NOT NULL,
     message_id     TEXT,
     receipt        TEXT NOT NULL DEFAULT '', -- '' | DELIVRD | UNDELIV | …
-    delivered      BIGINT,                 -- NULL: no final receipt; 1 delivered; 0 failed
+    delivered      BIGINT,                  -- NULL: no final receipt; 1 delivered; 0 failed
     accepted_ms    BIGINT,
     PRIMARY KEY (transaction_id, segment)
 );

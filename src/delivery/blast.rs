@@ -74,7 +74,18 @@ impl BlastRequest {
 /// wait for a new blast, a blast transaction's end, or the poll interval.
 pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     let poll = Duration::from_millis(app.config.delivery.poll_millis.max(1) * 5);
+    // Nodes sharing PostgreSQL queue blasts one at a time: two nodes
+    // queueing the same page would both find its members' idempotency keys
+    // unused and send them twice.
+    let lease = crate::cluster::Lease::new(app.clone(), "blasts".into());
+    let shared = app.store.db.is_postgres();
     loop {
+        if shared && !lease.try_take().await {
+            tokio::select! {
+                _ = tokio::time::sleep(poll) => continue,
+                _ = stop.changed() => return,
+            }
+        }
         let handled = match run_once(&app).await {
             Ok(handled) => handled,
             Err(error) => {

@@ -77,7 +77,12 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
     let now = now_ms();
     let claimed = app
         .store
-        .claim_deliveries(now, LEASE_MS, app.config.delivery.batch.max(1))
+        .claim_deliveries(
+            now,
+            LEASE_MS,
+            app.config.delivery.batch.max(1),
+            &app.smpp.served_elsewhere(),
+        )
         .await?;
     if claimed.is_empty() {
         return Ok(0);
@@ -210,6 +215,9 @@ fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
 }
 
 /// Hands a message to the SMPP connector, which records what becomes of it.
+/// How long a message waits for the node holding its carrier's bind.
+const NOT_SERVED_WAIT_MS: i64 = 1_000;
+
 fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
     let job = crate::smpp::Job {
         transaction_id: due.transaction_id,
@@ -219,6 +227,12 @@ fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
         recipient: due.recipient.clone(),
         body: due.body.clone(),
     };
+    if app.smpp.configured(carrier.id) && !app.smpp.serves(carrier.id) {
+        // Another node holds this carrier's binds (claims leave such
+        // messages alone; this one was claimed as its carrier changed, or
+        // while this node's lease was being taken): it waits for the holder.
+        return Step::wait(due, "submit", now + NOT_SERVED_WAIT_MS);
+    }
     if !app.smpp.hand(carrier.id, job) {
         let reason = format!(
             "carrier {} uses connector \"smpp\", but no [[smpp]] bind serves it",

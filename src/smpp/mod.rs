@@ -44,6 +44,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 
 use crate::api::error::Code;
 use crate::app::App;
+use crate::cluster::Lease;
 use crate::config::SmppBind;
 use crate::delivery::{after_commit, fail};
 use crate::store::delivery::{Due, Step};
@@ -147,6 +148,9 @@ pub struct Connector {
     receivers: Mutex<HashMap<i64, session::Queue>>,
     /// Transactions handed and not reported yet.
     held: Mutex<HashSet<i64>>,
+    /// Per carrier, how many of its connections this node holds the lease
+    /// of (see [`crate::cluster`]).
+    serving: Mutex<HashMap<i64, usize>>,
 }
 
 impl Connector {
@@ -167,6 +171,47 @@ impl Connector {
             queues,
             receivers: Mutex::new(receivers),
             held: Mutex::new(HashSet::new()),
+            serving: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Whether `[[smpp]]` binds are configured for the carrier.
+    pub fn configured(&self, carrier_id: i64) -> bool {
+        self.queues.contains_key(&carrier_id)
+    }
+
+    /// Whether this node holds a connection of the carrier: only then are
+    /// its messages handed here (another node holds them otherwise).
+    pub fn serves(&self, carrier_id: i64) -> bool {
+        self.serving
+            .lock()
+            .expect("serving lock")
+            .get(&carrier_id)
+            .is_some_and(|n| *n > 0)
+    }
+
+    /// The carriers with binds configured whose connections are all held by
+    /// other nodes: this node's claims leave their messages alone.
+    pub fn served_elsewhere(&self) -> Vec<i64> {
+        let serving = self.serving.lock().expect("serving lock");
+        let mut carriers: Vec<i64> = self
+            .queues
+            .keys()
+            .filter(|carrier| serving.get(carrier).is_none_or(|n| *n == 0))
+            .copied()
+            .collect();
+        carriers.sort_unstable();
+        carriers
+    }
+
+    /// A connection of `carrier_id` took (`true`) or gave up its lease.
+    pub(crate) fn set_serving(&self, carrier_id: i64, held: bool) {
+        let mut serving = self.serving.lock().expect("serving lock");
+        let count = serving.entry(carrier_id).or_default();
+        if held {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
         }
     }
 
@@ -205,14 +250,21 @@ pub async fn run(app: Arc<App>, stop: watch::Receiver<bool>) {
     let queues = std::mem::take(&mut *app.smpp.receivers.lock().expect("receivers lock"));
     let (reports, inbox) = mpsc::unbounded_channel();
     let mut tasks = tokio::task::JoinSet::new();
+    // Each connection is one node's at a time, by a lease named after its
+    // carrier and its number among that carrier's connections.
+    let mut numbered: HashMap<i64, usize> = HashMap::new();
     for bind in binds {
         let Some(queue) = queues.get(&bind.carrier_id).cloned() else {
             continue;
         };
         for _ in 0..bind.binds.max(1) {
+            let number = numbered.entry(bind.carrier_id).or_default();
+            let lease = Lease::new(app.clone(), format!("smpp:{}:{number}", bind.carrier_id));
+            *number += 1;
             tasks.spawn(session::run(
                 app.clone(),
                 bind.clone(),
+                lease,
                 queue.clone(),
                 reports.clone(),
                 stop.clone(),

@@ -33,6 +33,7 @@ use super::pdu::encoding::{self, Concat};
 use super::receipt;
 use super::{Failure, Job, Report, SegmentResult};
 use crate::app::App;
+use crate::cluster::Lease;
 use crate::config::SmppBind;
 use crate::domain::phone::PhoneNumber;
 use crate::inbound::InboundMessage;
@@ -116,8 +117,36 @@ impl Pace {
 pub async fn run(
     app: Arc<App>,
     bind: SmppBind,
+    lease: Lease,
     queue: Queue,
     reports: mpsc::UnboundedSender<Report>,
+    mut stop: watch::Receiver<bool>,
+) {
+    // Bound only while this node holds the connection's lease: with several
+    // nodes, one binds and the others wait to take over should it die.
+    while lease.take(&mut stop).await {
+        let (halt_tx, halt) = watch::channel(false);
+        let keeper = tokio::spawn({
+            let (lease, stop) = (lease.clone(), stop.clone());
+            async move { lease.keep(stop, halt_tx).await }
+        });
+        app.smpp.set_serving(bind.carrier_id, true);
+        hold(&app, &bind, &queue, &reports, halt).await;
+        app.smpp.set_serving(bind.carrier_id, false);
+        keeper.abort();
+        if *stop.borrow() {
+            lease.release().await;
+            return;
+        }
+    }
+}
+
+/// Binds and rebinds until `halt` is raised (stop, or the lease lost).
+async fn hold(
+    app: &Arc<App>,
+    bind: &SmppBind,
+    queue: &Queue,
+    reports: &mpsc::UnboundedSender<Report>,
     mut stop: watch::Receiver<bool>,
 ) {
     let pace = Arc::new(Pace::new(
@@ -131,7 +160,7 @@ pub async fn run(
         if *stop.borrow() {
             return;
         }
-        match connect(&bind).await {
+        match connect(bind).await {
             Ok((client, events)) => {
                 failures = 0;
                 tracing::info!(host = %bind.host, port = bind.port, "SMPP bound");
@@ -144,7 +173,7 @@ pub async fn run(
                     reports: reports.clone(),
                     parts: parts.clone(),
                 };
-                if link.serve(events, &queue, &mut stop).await {
+                if link.serve(events, queue, &mut stop).await {
                     return;
                 }
                 tracing::warn!(host = %bind.host, port = bind.port, "SMPP connection lost");

@@ -83,16 +83,16 @@ impl Store {
     ) -> sqlx::Result<Result<i64, Conflict>> {
         self.check_faults()?;
         with_db!(self, |pool, writer| {
-            // IMMEDIATE: the name check and the insert must not interleave with
-            // another writer's (SQLite has one writer; this takes its lock first).
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            // The name check and the insert must not interleave with another
+            // writer's (see `begin_exclusive`).
+            let mut tx = on::begin_exclusive(pool, super::Exclusive::Campaigns).await?;
             if check_name && on::name_taken(&mut tx, c.client_id, &c.name, None).await? {
                 return Ok(Err(Conflict::NameTaken));
             }
             let id: i64 = sqlx::query_scalar(
                 "INSERT INTO campaigns (id, client_id, name, type, sender, keyword, callback_url, callback_format,
                  opt_in, require_names, help_message, stop_message, mms_fallback, created_at)
-                 VALUES ((SELECT MAX(COALESCE(MAX(id) + 1, 20001), 20001) FROM campaigns),
+                 VALUES ((SELECT COALESCE(MAX(id) + 1, 20001) FROM campaigns WHERE id >= 20001),
                          $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  RETURNING id",
             )
@@ -128,7 +128,7 @@ impl Store {
     ) -> sqlx::Result<Result<(), Conflict>> {
         self.check_faults()?;
         with_db!(self, |pool, writer| {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await?;
+            let mut tx = on::begin_exclusive(pool, super::Exclusive::Campaigns).await?;
             if on::name_taken(&mut tx, c.client_id, &c.name, Some(c.id)).await? {
                 return Ok(Err(Conflict::NameTaken));
             }

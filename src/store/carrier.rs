@@ -8,6 +8,7 @@
 
 use crate::store::dual;
 use crate::with_db;
+use futures_util::TryStreamExt;
 use std::collections::{HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row};
@@ -27,6 +28,10 @@ const PORTED_CHUNK: &str = "SELECT max(rowid), group_concat(number || ':' || car
     FROM (SELECT rowid, number, carrier_id FROM ported_numbers WHERE rowid > $1 ORDER BY rowid LIMIT 50000)";
 const BLACKLIST_CHUNK: &str = "SELECT max(rowid), group_concat(number || ':' || carrier_id, ',')
     FROM (SELECT rowid, number, carrier_id FROM blacklist WHERE rowid > $1 ORDER BY rowid LIMIT 50000)";
+/// PostgreSQL has no rowid, and hands rows over a socket cheaply: its rows
+/// are streamed one by one.
+const PORTED_ROWS: &str = "SELECT number, carrier_id FROM ported_numbers";
+const BLACKLIST_ROWS: &str = "SELECT number, carrier_id FROM blacklist";
 
 /// How many ported numbers and barred numbers name a carrier.
 #[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
@@ -47,12 +52,12 @@ impl Store {
                 .fetch_one(pool)
                 .await?;
             let mut ported = HashMap::with_capacity(usize::try_from(count).unwrap_or(0));
-            self.load_numbers(PORTED_CHUNK, |key, carrier_id| {
+            self.load_numbers(PORTED_CHUNK, PORTED_ROWS, |key, carrier_id| {
                 ported.insert(key, carrier_id);
             })
             .await?;
             let mut blacklist = HashSet::new();
-            self.load_numbers(BLACKLIST_CHUNK, |key, carrier_id| {
+            self.load_numbers(BLACKLIST_CHUNK, BLACKLIST_ROWS, |key, carrier_id| {
                 blacklist.insert((key, carrier_id));
             })
             .await?;
@@ -75,9 +80,19 @@ impl Store {
     async fn load_numbers(
         &self,
         chunk_sql: &'static str,
+        rows_sql: &'static str,
         mut each: impl FnMut(u64, i64),
     ) -> sqlx::Result<()> {
         with_db!(self, |pool, writer| {
+            if PG {
+                let mut rows = sqlx::query_as::<_, (String, i64)>(rows_sql).fetch(pool);
+                while let Some((number, carrier_id)) = rows.try_next().await? {
+                    if let Some(key) = number_key(&number) {
+                        each(key, carrier_id);
+                    }
+                }
+                return Ok(());
+            }
             let mut after = 0_i64;
             loop {
                 let (last, packed): (Option<i64>, Option<String>) = sqlx::query_as(chunk_sql)

@@ -106,9 +106,10 @@ impl Store {
             let token = random_hex(16);
             let callback_secret = random_hex(32);
             let whitelist: Vec<String> = whitelist.iter().map(ToString::to_string).collect();
+            let mut tx = on::begin_exclusive(writer, super::Exclusive::Clients).await?;
             let client_id: i64 = sqlx::query_scalar(
                 "INSERT INTO clients (id, name, token_hash, callback_secret, senders, whitelist, created_at)
-                 VALUES ((SELECT MAX(COALESCE(MAX(id) + 1, 1001), 1001) FROM clients), $1, $2, $3, $4, $5, $6)
+                 VALUES ((SELECT COALESCE(MAX(id) + 1, 1001) FROM clients WHERE id >= 1001), $1, $2, $3, $4, $5, $6)
                  RETURNING id",
             )
             .bind(name)
@@ -117,8 +118,9 @@ impl Store {
             .bind(senders.join(","))
             .bind(whitelist.join(","))
             .bind(now())
-            .fetch_one(writer)
+            .fetch_one(&mut *tx)
             .await?;
+            tx.commit().await?;
             self.bump_generation().await?;
             Ok(NewCredentials {
                 client_id,

@@ -108,6 +108,35 @@ impl Step {
     }
 }
 
+/// The deliveries a claim takes, in the order it takes them (see
+/// `claim_deliveries`): one text for both databases.
+macro_rules! fair_claim {
+    ($only:literal) => {
+        concat!(
+            r#"WITH RECURSIVE lane(client_id) AS (
+             SELECT MIN(client_id) FROM deliveries
+             UNION ALL
+             SELECT (SELECT MIN(client_id) FROM deliveries WHERE client_id > lane.client_id)
+             FROM lane WHERE lane.client_id IS NOT NULL
+         ),
+         offered AS (
+             SELECT d.transaction_id, d.client_id, d.due_ms FROM lane JOIN deliveries d
+             ON d.transaction_id IN (
+                 SELECT transaction_id FROM deliveries
+                 WHERE client_id = lane.client_id AND due_ms <= $1 "#,
+            $only,
+            r#"
+                 ORDER BY due_ms LIMIT $3)
+         )
+         SELECT transaction_id FROM (
+             SELECT transaction_id, due_ms,
+                    ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due_ms) AS turn
+             FROM offered) AS ranked
+         ORDER BY turn, due_ms LIMIT $3"#
+        )
+    };
+}
+
 impl Store {
     /// Claims up to `limit` deliveries due at `now_ms`, oldest first, by
     /// moving their due time `lease_ms` ahead.
@@ -116,6 +145,7 @@ impl Store {
         now_ms: i64,
         lease_ms: i64,
         limit: i64,
+        elsewhere: &[i64],
     ) -> sqlx::Result<Vec<Due>> {
         with_db!(self, |pool, writer| {
             // One statement commits by itself: the rows are this worker's as
@@ -127,33 +157,50 @@ impl Store {
             // first, then every client's second, … A blast of 100,000 messages
             // then delays another client's single message by one turn, not by
             // the whole blast; a lone client still gets the full batch.
-            let mut claimed: Vec<(i64, String, i64, i64)> = sqlx::query_as(
-                "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
-                 WHERE transaction_id IN (
-                     WITH RECURSIVE lane(client_id) AS (
-                         SELECT MIN(client_id) FROM deliveries
-                         UNION ALL
-                         SELECT (SELECT MIN(client_id) FROM deliveries WHERE client_id > lane.client_id)
-                         FROM lane WHERE lane.client_id IS NOT NULL
-                     ),
-                     offered AS (
-                         SELECT d.transaction_id, d.client_id, d.due_ms FROM lane JOIN deliveries d
-                         ON d.transaction_id IN (
+            //
+            // Several nodes on PostgreSQL claim side by side: the rows are
+            // locked as they are taken and rows another node holds are
+            // skipped, and a row another node claimed meanwhile fails the
+            // repeated `due_ms <= $1` (its due time moved), so no delivery is
+            // claimed by two nodes.
+            //
+            // A node leaves alone the messages of carriers whose binds other
+            // nodes hold (`elsewhere`): the holder delivers them.
+            macro_rules! claim_on_postgres {
+                ($only:literal) => {
+                    concat!(
+                        "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
+                         WHERE transaction_id IN (
                              SELECT transaction_id FROM deliveries
-                             WHERE client_id = lane.client_id AND due_ms <= $1 ORDER BY due_ms LIMIT $3)
-                     )
-                     SELECT transaction_id FROM (
-                         SELECT transaction_id, due_ms,
-                                ROW_NUMBER() OVER (PARTITION BY client_id ORDER BY due_ms) AS turn
-                         FROM offered)
-                     ORDER BY turn, due_ms LIMIT $3)
-                 RETURNING transaction_id, stage, expires_ms, attempts",
-            )
-            .bind(now_ms)
-            .bind(lease_ms)
-            .bind(limit)
-            .fetch_all(writer)
-            .await?;
+                             WHERE transaction_id IN (",
+                        fair_claim!($only),
+                        ") AND due_ms <= $1 FOR UPDATE SKIP LOCKED)
+                         AND due_ms <= $1
+                         RETURNING transaction_id, stage, expires_ms, attempts"
+                    )
+                };
+            }
+            let sql = match (PG, elsewhere.is_empty()) {
+                (false, _) => concat!(
+                    "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
+                     WHERE transaction_id IN (",
+                    fair_claim!(""),
+                    ") RETURNING transaction_id, stage, expires_ms, attempts"
+                ),
+                (true, true) => claim_on_postgres!(""),
+                (true, false) => claim_on_postgres!(
+                    "AND NOT EXISTS (SELECT 1 FROM transactions t
+                                     WHERE t.id = deliveries.transaction_id
+                                     AND t.carrier_id = ANY(string_to_array($4, ',')::BIGINT[]))"
+                ),
+            };
+            let mut query = sqlx::query_as(sql).bind(now_ms).bind(lease_ms).bind(limit);
+            if PG && !elsewhere.is_empty() {
+                // As text: the same code binds for SQLite, which has no arrays.
+                let ids: Vec<String> = elsewhere.iter().map(i64::to_string).collect();
+                query = query.bind(ids.join(","));
+            }
+            let mut claimed: Vec<(i64, String, i64, i64)> = query.fetch_all(writer).await?;
             claimed.sort_by_key(|(id, ..)| *id);
             // What the worker needs of a transaction never changes once stored,
             // and it was committed with its delivery: a reader may fetch it,
@@ -245,6 +292,9 @@ impl Store {
         with_db!(self, |pool, writer| {
             let mut tx = writer.begin().await?;
             let released = on::release_held(&mut tx, number, campaign_id).await?;
+            if released > 0 {
+                on::notify_nodes(&mut tx, crate::cluster::DELIVERIES).await?;
+            }
             tx.commit().await?;
             Ok(released)
         })
@@ -755,7 +805,10 @@ mod tests {
         .execute(crate::store::test_sqlite(&store))
         .await
         .unwrap();
-        let claimed = store.claim_deliveries(10_000, 60_000, 20).await.unwrap();
+        let claimed = store
+            .claim_deliveries(10_000, 60_000, 20, &[])
+            .await
+            .unwrap();
         let ids: Vec<i64> = claimed.iter().map(|d| d.transaction_id).collect();
         assert_eq!(ids.len(), 20);
         for single in 991..=1000 {
@@ -773,7 +826,10 @@ mod tests {
             (1..=10).collect::<Vec<_>>()
         );
         // A lone client gets the whole batch.
-        let next = store.claim_deliveries(10_000, 60_000, 20).await.unwrap();
+        let next = store
+            .claim_deliveries(10_000, 60_000, 20, &[])
+            .await
+            .unwrap();
         assert_eq!(
             next.iter().map(|d| d.transaction_id).collect::<Vec<_>>(),
             (11..=30).collect::<Vec<_>>()

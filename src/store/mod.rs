@@ -16,6 +16,7 @@ pub mod client;
 pub mod delivery;
 pub mod inbound;
 pub mod keyword;
+pub mod lease;
 pub mod list;
 pub mod media;
 pub mod mm7;
@@ -89,6 +90,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0007_mms.sql"),
         include_str!("../../migrations/postgres/0007_mms.sql"),
     ),
+    (
+        8,
+        "cluster",
+        include_str!("../../migrations/sqlite/0008_cluster.sql"),
+        include_str!("../../migrations/postgres/0008_cluster.sql"),
+    ),
 ];
 
 /// The change counters running servers watch.
@@ -115,6 +122,14 @@ impl Store {
     /// Opens (creating if needed) the store the configuration names and
     /// brings its schema up to date.
     pub async fn open(config: &Config) -> anyhow::Result<Store> {
+        let store = Store::connect(config).await?;
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    /// Opens the store without touching its schema (`moms migrate` then
+    /// says how many migrations it applied).
+    pub async fn connect(config: &Config) -> anyhow::Result<Store> {
         let db = if is_postgres_url(&config.store.url) {
             open_postgres(&config.store.url).await?
         } else {
@@ -127,7 +142,6 @@ impl Store {
             #[cfg(feature = "fault-injection")]
             faults: Default::default(),
         };
-        store.migrate().await?;
         if let Db::Sqlite { writer, .. } = &store.db {
             store.thread = open_thread(writer).map(std::sync::Arc::new);
             if store.thread.is_some() {
@@ -149,11 +163,13 @@ impl Store {
                 // migration: the first takes this lock, the others wait and
                 // then find it applied.
                 let mut lock = writer.acquire().await?;
-                sqlx::query("SELECT pg_advisory_lock(7_160_667)")
+                sqlx::query("SELECT pg_advisory_lock($1)")
+                    .bind(Exclusive::Migrations as i64)
                     .execute(&mut *lock)
                     .await?;
                 let ran = on::migrate_on(&mut lock).await;
-                sqlx::query("SELECT pg_advisory_unlock(7_160_667)")
+                sqlx::query("SELECT pg_advisory_unlock($1)")
+                    .bind(Exclusive::Migrations as i64)
                     .execute(&mut *lock)
                     .await?;
                 ran
@@ -178,11 +194,13 @@ impl Store {
     /// blacklist changed (and so, like any change, drops their caches).
     pub async fn bump_carrier_generation(&self) -> sqlx::Result<()> {
         with_db!(self, |pool, writer| {
+            let mut conn = writer.acquire().await?;
             sqlx::query(
                 "UPDATE generation SET value = value + 1, carriers = carriers + 1 WHERE id = 1",
             )
-            .execute(writer)
+            .execute(&mut *conn)
             .await?;
+            on::notify_nodes(&mut conn, crate::cluster::CHANGED).await?;
         });
         Ok(())
     }
@@ -190,9 +208,11 @@ impl Store {
     /// Tells every running server that cached objects changed.
     pub async fn bump_generation(&self) -> sqlx::Result<()> {
         with_db!(self, |pool, writer| {
+            let mut conn = writer.acquire().await?;
             sqlx::query("UPDATE generation SET value = value + 1 WHERE id = 1")
-                .execute(writer)
+                .execute(&mut *conn)
                 .await?;
+            on::notify_nodes(&mut conn, crate::cluster::CHANGED).await?;
         });
         Ok(())
     }
@@ -390,7 +410,52 @@ pub fn redacted(url: &str) -> String {
     shown
 }
 
+/// What a writer that must not interleave with another of its kind locks:
+/// on SQLite the one write lock (`BEGIN IMMEDIATE`), on PostgreSQL an
+/// advisory lock of this number, held until the transaction ends, so nodes
+/// take turns too.
+#[derive(Debug, Clone, Copy)]
+#[repr(i64)]
+pub(crate) enum Exclusive {
+    Migrations = 7_160_667,
+    Clients = 7_160_668,
+    Campaigns = 7_160_669,
+    Callbacks = 7_160_670,
+}
+
 dual! {
+    /// Tells the other nodes sharing this PostgreSQL what changed (see
+    /// [`crate::cluster`]); sent when the transaction commits. Nothing on
+    /// SQLite, which one node uses alone.
+    pub(crate) async fn notify_nodes(conn: &mut Conn, what: &str) -> sqlx::Result<()> {
+        if PG {
+            sqlx::query("SELECT pg_notify($1, $2)")
+                .bind(crate::cluster::CHANNEL)
+                .bind(what)
+                .execute(&mut *conn)
+                .await?;
+        }
+        Ok(())
+    }
+
+    /// Begins a transaction that no other writer of the same kind
+    /// interleaves with (see [`Exclusive`]).
+    pub(crate) async fn begin_exclusive(
+        pool: &sqlx::Pool<Db>,
+        kind: Exclusive,
+    ) -> sqlx::Result<sqlx::Transaction<'static, Db>> {
+        if PG {
+            let mut tx = pool.begin().await?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(kind as i64)
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        } else {
+            pool.begin_with("BEGIN IMMEDIATE").await
+        }
+    }
+
     /// Applies the migrations missing on one connection.
     pub(crate) async fn migrate_on(conn: &mut Conn) -> anyhow::Result<usize> {
         conn.execute(
@@ -426,7 +491,10 @@ dual! {
 }
 
 /// Every file's SQLite helpers, reached as `on::name` in store code.
-pub(crate) mod on_sqlite {
+/// Public (its items are not) because `with_db!` names it wherever it is
+/// expanded, the integration tests included.
+#[doc(hidden)]
+pub mod on_sqlite {
     pub(crate) use super::blast::sqlite::*;
     pub(crate) use super::campaign::sqlite::*;
     pub(crate) use super::carrier::sqlite::*;
@@ -447,7 +515,10 @@ pub(crate) mod on_sqlite {
 }
 
 /// Every file's PostgreSQL helpers, reached as `on::name` in store code.
-pub(crate) mod on_postgres {
+/// Public (its items are not) because `with_db!` names it wherever it is
+/// expanded, the integration tests included.
+#[doc(hidden)]
+pub mod on_postgres {
     pub(crate) use super::blast::postgres::*;
     pub(crate) use super::campaign::postgres::*;
     pub(crate) use super::carrier::postgres::*;

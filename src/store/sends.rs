@@ -283,6 +283,18 @@ impl Store {
             let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(batch.len());
             let mut rows: Vec<(i64, String, &NewTransaction)> = Vec::with_capacity(batch.len());
             let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();
+            // Ids: on SQLite this process is the only writer and counts on
+            // from the largest; nodes sharing PostgreSQL take theirs from
+            // one sequence (a batch's unused ones are left as gaps).
+            let mut ids = if PG {
+                sqlx::query_scalar("SELECT nextval('transaction_ids') FROM generate_series(1, $1)")
+                    .bind(batch.len() as i64)
+                    .fetch_all(&mut *tx)
+                    .await?
+            } else {
+                (first_id..first_id + batch.len() as i64).collect::<Vec<i64>>()
+            }
+            .into_iter();
             let mut next_id = first_id;
             for (send, _) in batch.iter() {
                 if let Some(request_id) = send.request_id.as_deref() {
@@ -304,11 +316,14 @@ impl Store {
                     answers.push(Err(Rejected::PromoExhausted));
                     continue;
                 }
+                let Some(message_id) = ids.next() else {
+                    return Err(sqlx::Error::Protocol("no transaction id left".into()));
+                };
                 let accepted = Accepted {
-                    message_id: next_id,
+                    message_id,
                     hash: random_hash(),
                 };
-                next_id += 1;
+                next_id = next_id.max(message_id + 1);
                 if let Some(request_id) = send.request_id.as_deref() {
                     seen_requests.insert((send.client_id, request_id), accepted.clone());
                 }
@@ -317,6 +332,9 @@ impl Store {
             }
             for chunk in rows.chunks(ROWS_PER_STATEMENT) {
                 on::insert_rows(&mut tx, chunk, now, now_ms).await?;
+            }
+            if !rows.is_empty() {
+                on::notify_nodes(&mut tx, crate::cluster::DELIVERIES).await?;
             }
             tx.commit().await?;
             for ((_, reply), answer) in batch.drain(..).zip(answers) {
@@ -427,7 +445,7 @@ dual! {
             .collect();
         if !requests.is_empty() {
             let mut insert: QueryBuilder<Db> = QueryBuilder::new(
-                "INSERT OR REPLACE INTO request_ids (client_id, request_id, transaction_id, created_at) ",
+                "INSERT INTO request_ids (client_id, request_id, transaction_id, created_at) ",
             );
             insert.push_values(&requests, |mut b, (id, client_id, request_id)| {
                 b.push_bind(*client_id)
@@ -435,6 +453,11 @@ dual! {
                     .push_bind(*id)
                     .push_bind(now);
             });
+            // An id older than a day may be given again: it now names the new send.
+            insert.push(
+                " ON CONFLICT (client_id, request_id) DO UPDATE
+                 SET transaction_id = excluded.transaction_id, created_at = excluded.created_at",
+            );
             insert.build().execute(&mut *tx).await?;
         }
 

@@ -100,7 +100,7 @@ impl Store {
         self.check_faults()?;
         with_db!(self, |pool, writer| {
             let found: Option<i64> = sqlx::query_scalar(
-                "SELECT 1 FROM promos
+                "SELECT CAST(1 AS BIGINT) FROM promos
                  WHERE campaign_id = $1 AND code_key = $2 AND status = 'approved'
                    AND (starts IS NULL OR starts = '' OR starts <= $3)
                    AND (ends IS NULL OR ends = '' OR ends >= $3)

@@ -110,14 +110,20 @@ impl super::Store {
                  RETURNING id, url, content_type, body, attempts,
                            COALESCE((SELECT callback_secret FROM clients WHERE clients.id = webhooks.client_id), '') AS secret"
             };
+            // Nodes claim in turns (one statement, so SQLite's one writer
+            // already does): a node that claimed beside another would not
+            // see the other's leased rows as blockers, and could take a
+            // URL's later callbacks while its earlier ones are in flight.
+            let mut tx = on::begin_exclusive(writer, super::Exclusive::Callbacks).await?;
             let mut rows: Vec<(i64, String, String, String, i64, String)> = sqlx::query_as(sql)
                 .bind(lease_ms)
                 .bind(now_ms())
                 .bind(max_attempts)
                 .bind(limit)
                 .bind(mail)
-                .fetch_all(writer)
+                .fetch_all(&mut *tx)
                 .await?;
+            tx.commit().await?;
             // RETURNING gives no order; posts go in queue order.
             rows.sort_unstable_by_key(|row| row.0);
             Ok(rows

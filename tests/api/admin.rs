@@ -2,7 +2,7 @@
 //! data folder.
 
 use std::path::Path;
-use std::process::{Command, Output};
+use std::process::Output;
 
 use serde_json::{Value, json};
 
@@ -10,7 +10,7 @@ use crate::common::*;
 
 /// Runs `moms --data-dir DIR --json ARGS…`.
 fn moms(dir: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_moms"))
+    moms_command(dir)
         .arg("--data-dir")
         .arg(dir)
         .arg("--json")
@@ -58,7 +58,7 @@ fn create_client(dir: &Path) -> Value {
 
 #[tokio::test]
 async fn campaign_create_prints_the_id_the_api_then_serves() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let client = create_client(dir.path());
     let client_id = client["client_id"].to_string();
     let created = moms_json(
@@ -110,7 +110,7 @@ async fn campaign_create_prints_the_id_the_api_then_serves() {
 
 #[tokio::test]
 async fn campaign_create_refuses_a_bad_name_with_a_clear_message() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let client = create_client(dir.path());
     let client_id = client["client_id"].to_string();
     let long = "n".repeat(65);
@@ -153,7 +153,7 @@ async fn campaign_create_refuses_a_bad_name_with_a_clear_message() {
 
 #[tokio::test]
 async fn campaign_create_refuses_bad_settings_and_unknown_clients() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let client = create_client(dir.path());
     let client_id = client["client_id"].to_string();
     for (args, expected) in [
@@ -182,7 +182,7 @@ async fn campaign_create_refuses_bad_settings_and_unknown_clients() {
 
 #[tokio::test]
 async fn admin_mo_injects_a_stop_through_the_sandbox() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let created = moms_json(
         dir.path(),
         &[
@@ -256,12 +256,14 @@ async fn admin_mo_injects_a_stop_through_the_sandbox() {
     let store = moms::store::Store::open(&test_config(dir.path()))
         .await
         .unwrap();
-    let status: i64 = sqlx::query_scalar(
-        "SELECT status FROM opt_status WHERE number = '13105550123' AND campaign_id = $1",
-    )
-    .bind(campaign_id)
-    .fetch_one(crate::common::sqlite_pool(&store))
-    .await
-    .unwrap();
+    let status: i64 = moms::with_db!(store, |pool, writer| {
+        sqlx::query_scalar(
+            "SELECT status FROM opt_status WHERE number = '13105550123' AND campaign_id = $1",
+        )
+        .bind(campaign_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(status, -2);
 }

@@ -126,7 +126,7 @@ async fn keep_sandbox(dir: &Path) {
 #[tokio::test]
 async fn added_carrier_answers_user_lookup_once_the_server_reloads() {
     let server = Server::start().await;
-    let dir = server.dir.path().to_path_buf();
+    let dir = server.dir().to_path_buf();
     let creds = server.client().await;
     let added = admin(
         &dir,
@@ -178,19 +178,21 @@ async fn added_carrier_answers_user_lookup_once_the_server_reloads() {
     let listed = admin(&dir, &["admin", "carrier", "list"]).await;
     assert_eq!(listed["carriers"][0]["carrier_id"], 7);
     assert_eq!(listed["carriers"][0]["built_in"], false);
-    let audited: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit WHERE actor = 'operator' AND action = 'carrier.add'",
-    )
-    .fetch_one(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let audited: i64 = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit WHERE actor = 'operator' AND action = 'carrier.add'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(audited, 1);
 }
 
 #[tokio::test]
 async fn unserved_carrier_answers_605_to_lookup_and_send() {
     let server = Server::start().await;
-    let dir = server.dir.path().to_path_buf();
+    let dir = server.dir().to_path_buf();
     let creds = server.client().await;
     let campaign = campaign(&server, &creds).await;
     keep_sandbox(&dir).await;
@@ -272,7 +274,7 @@ async fn unserved_carrier_answers_605_to_lookup_and_send() {
 #[tokio::test]
 async fn ported_import_moves_numbers_and_counts_bad_lines() {
     let server = Server::start().await;
-    let dir = server.dir.path().to_path_buf();
+    let dir = server.dir().to_path_buf();
     let creds = server.client().await;
     keep_sandbox(&dir).await;
     admin(
@@ -360,7 +362,7 @@ async fn ported_import_moves_numbers_and_counts_bad_lines() {
 #[tokio::test]
 async fn blacklist_import_answers_604_to_send() {
     let server = Server::start().await;
-    let dir = server.dir.path().to_path_buf();
+    let dir = server.dir().to_path_buf();
     let creds = server.client().await;
     let campaign = campaign(&server, &creds).await;
     assert_code(
@@ -450,7 +452,7 @@ async fn configured_carriers_apply_at_start_and_operator_ones_stay() {
     };
     let carriers = vec![sandbox, declared];
     let server = Server::start_with(|c| c.carriers = carriers.clone()).await;
-    let dir = server.dir.path().to_path_buf();
+    let dir = server.dir().to_path_buf();
     let creds = server.client().await;
     let resp = server
         .call(&creds, "user.lookup", &[("number", "424-555-0100")])
@@ -502,7 +504,7 @@ async fn configured_carriers_apply_at_start_and_operator_ones_stay() {
 
 #[tokio::test]
 async fn a_bad_configured_carrier_stops_the_start_with_the_fix() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let mut config = test_config(dir.path());
     config.carriers.push(CarrierConfig {
         id: 3,
@@ -524,7 +526,7 @@ async fn a_bad_configured_carrier_stops_the_start_with_the_fix() {
 
 #[tokio::test]
 async fn migrate_applies_the_configuration_file_carriers() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let file = dir.path().join("moms.toml");
     std::fs::write(
         &file,
@@ -557,7 +559,7 @@ async fn migrate_applies_the_configuration_file_carriers() {
 
 #[tokio::test]
 async fn carrier_commands_reject_bad_input_with_the_fix() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let dir = dir.path();
     let listed = admin(dir, &["admin", "carrier", "list"]).await;
     assert_eq!(listed["carriers"][0]["built_in"], true);

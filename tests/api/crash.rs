@@ -45,7 +45,7 @@ fn write_config(dir: &Path, smsc: &Smsc, extra: &str) -> PathBuf {
 poll_millis = 20
 [fetch]
 allow_private_networks = true
-{extra}
+{store}{extra}
 [[smpp]]
 carrier_id = 2
 host = "127.0.0.1"
@@ -61,7 +61,8 @@ name = "SMSC Wireless"
 prefixes = ["1"]
 connector = "smpp"
 "#,
-        port = smsc.port
+        port = smsc.port,
+        store = store_section(dir),
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -83,7 +84,10 @@ async fn seed(dir: &Path) -> (Creds, String) {
         .create_campaign(&campaign_settings(&creds, "Crash"), None)
         .await
         .unwrap();
-    crate::common::sqlite_pool(&store).close().await;
+    moms::with_db!(store, |pool, writer| {
+        pool.close().await;
+        writer.close().await;
+    });
     (creds, campaign.to_string())
 }
 
@@ -236,7 +240,7 @@ async fn kill_9_under_load_loses_no_accepted_message() {
     // A store-and-forward SMSC: a receipt the killed process never answered
     // is sent again after the next bind.
     smsc.set(|b| b.redeliver_receipts = true);
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let config = write_config(dir.path(), &smsc, "");
     let (creds, campaign) = seed(dir.path()).await;
 
@@ -303,20 +307,16 @@ async fn kill_9_under_load_loses_no_accepted_message() {
     // The last start: everything accepted must end.
     let moms = Moms::start(dir.path(), &config).await;
     let tally = std::mem::take(&mut *tally.lock().unwrap());
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}?mode=ro",
-        dir.path().join("moms.db").display()
-    ))
-    .await
-    .unwrap();
+    let view = store_view(dir.path()).await;
     // Held messages come back when their lease (a minute) ends.
     let deadline = Instant::now() + Duration::from_secs(300);
     let statuses = loop {
-        let rows: Vec<(i64, String, String)> =
+        let rows: Vec<(i64, String, String)> = moms::with_db!(view, |pool, writer| {
             sqlx::query_as("SELECT id, recipient, status FROM transactions")
-                .fetch_all(&pool)
+                .fetch_all(pool)
                 .await
-                .unwrap();
+                .unwrap()
+        });
         let statuses: HashMap<i64, (String, String)> =
             rows.into_iter().map(|(id, r, s)| (id, (r, s))).collect();
         let open = statuses
@@ -464,7 +464,7 @@ async fn half_a_request(
 async fn sigterm_finishes_requests_in_progress_cuts_stalled_ones_and_unbinds() {
     let _ = rustls::crypto::ring::default_provider().install_default();
     let smsc = Smsc::start().await;
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let config = write_config(dir.path(), &smsc, "[shutdown]\ngrace_secs = 3\n");
     let (creds, campaign) = seed(dir.path()).await;
     let moms = Moms::start(dir.path(), &config).await;
@@ -519,24 +519,22 @@ async fn sigterm_finishes_requests_in_progress_cuts_stalled_ones_and_unbinds() {
 
     // Nothing accepted is lost across the stop.
     let moms = Moms::start(dir.path(), &config).await;
-    let pool = sqlx::SqlitePool::connect(&format!(
-        "sqlite://{}?mode=ro",
-        dir.path().join("moms.db").display()
-    ))
-    .await
-    .unwrap();
+    let view = store_view(dir.path()).await;
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let open: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
-        )
-        .fetch_one(&pool)
-        .await
-        .unwrap();
-        let total: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")
-            .fetch_one(&pool)
+        let (open, total): (i64, i64) = moms::with_db!(view, |pool, writer| {
+            let open = sqlx::query_scalar(
+                "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
+            )
+            .fetch_one(pool)
             .await
             .unwrap();
+            let total = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")
+                .fetch_one(pool)
+                .await
+                .unwrap();
+            (open, total)
+        });
         if open == 0 {
             assert_eq!(
                 total,

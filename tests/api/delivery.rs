@@ -5,10 +5,12 @@ use std::time::{Duration, Instant};
 use crate::common::*;
 
 async fn complete_count(server: &Server) -> i64 {
-    sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE status = 'COMPLETE'")
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap()
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE status = 'COMPLETE'")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
 }
 
 #[tokio::test]
@@ -55,11 +57,12 @@ async fn messages_over_a_client_rate_wait_and_are_all_delivered() {
         started.elapsed()
     );
     // Waiting for a slot leaves no trace in the history.
-    let events: Vec<(String,)> =
+    let events: Vec<(String,)> = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_as("SELECT DISTINCT event FROM history ORDER BY event")
-            .fetch_all(crate::common::sqlite_pool(&server.app.store))
+            .fetch_all(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     let events: Vec<&str> = events.iter().map(|(e,)| e.as_str()).collect();
     assert_eq!(
         events,

@@ -71,11 +71,15 @@ async fn message_from(
 
 /// Callbacks queued for a client, oldest first: (content type, body).
 async fn webhooks(server: &Server, creds: &Creds) -> Vec<(String, String, String)> {
-    sqlx::query_as("SELECT url, content_type, body FROM webhooks WHERE client_id = $1 ORDER BY id")
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_as(
+            "SELECT url, content_type, body FROM webhooks WHERE client_id = $1 ORDER BY id",
+        )
         .bind(creds.client_id.parse::<i64>().unwrap())
-        .fetch_all(crate::common::sqlite_pool(&server.app.store))
+        .fetch_all(pool)
         .await
         .unwrap()
+    })
 }
 
 async fn opt(server: &Server, creds: &Creds, campaign_id: i64) -> (String, String) {
@@ -98,11 +102,13 @@ async fn opt(server: &Server, creds: &Creds, campaign_id: i64) -> (String, Strin
 
 /// (recipient, body) of a transaction.
 async fn transaction(server: &Server, id: i64) -> (String, String, String) {
-    sqlx::query_as("SELECT sender, recipient, body FROM transactions WHERE id = $1")
-        .bind(id)
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap()
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_as("SELECT sender, recipient, body FROM transactions WHERE id = $1")
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
 }
 
 #[tokio::test]
@@ -148,31 +154,35 @@ async fn stop_opts_out_of_the_conversation_and_queues_the_stop_message() {
             "talking: you are unsubscribed".into()
         )
     );
-    let source: String = sqlx::query_scalar(
-        "SELECT source FROM opt_status WHERE number = '13105550123' AND campaign_id = $1",
-    )
-    .bind(talking_id)
-    .fetch_one(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let source: String = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "SELECT source FROM opt_status WHERE number = '13105550123' AND campaign_id = $1",
+        )
+        .bind(talking_id)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(source, "keyword");
-    let audited: i64 =
+    let audited: i64 = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_scalar("SELECT COUNT(*) FROM audit WHERE action = 'opt.keyword'")
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
+            .fetch_one(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_eq!(audited, 1);
 
     let hooks = webhooks(&server, &creds).await;
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0].0, HOOK);
     assert!(hooks[0].2.contains("<event>stop</event>"), "{}", hooks[0].2);
-    let stored: (String, String, Option<i64>) =
+    let stored: (String, String, Option<i64>) = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_as("SELECT sender, body, campaign_id FROM inbound WHERE id = $1")
             .bind(received.inbound_id)
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
+            .fetch_one(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_eq!(
         stored,
         ("13105550123".into(), "Stop".into(), Some(talking_id))
@@ -216,10 +226,12 @@ async fn stopall_opts_out_of_every_campaign_on_the_short_code_and_confirms_once(
         transaction(&server, reply).await.2,
         "a: you are unsubscribed"
     );
-    let replies: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM transactions")
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    let replies: i64 = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM transactions")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
     assert_eq!(replies, 1);
     assert_eq!(webhooks(&server, &creds).await.len(), 2);
 }
@@ -261,18 +273,16 @@ async fn yes_confirms_a_double_opt_in_and_releases_held_messages() {
     let received = mo(&server, "3105550123", "Y").await;
     assert_eq!(received.event, "reply-y");
     assert_eq!(opt(&server, &creds, id).await.1, "OPTEDIN");
-    let status: String = sqlx::query_scalar("SELECT status FROM transactions WHERE id = $1")
-        .bind(held)
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
-    assert_ne!(status, "HELD");
-    let events: Vec<String> =
-        sqlx::query_scalar("SELECT event FROM history WHERE transaction_id = $1 ORDER BY rowid")
+    let status: String = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT status FROM transactions WHERE id = $1")
             .bind(held)
-            .fetch_all(crate::common::sqlite_pool(&server.app.store))
+            .fetch_one(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
+    assert_ne!(status, "HELD");
+    let history = server.app.store.history(held).await.unwrap();
+    let events: Vec<&str> = history.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
         events[..3],
         [
@@ -281,12 +291,13 @@ async fn yes_confirms_a_double_opt_in_and_releases_held_messages() {
             "Transaction Queued"
         ]
     );
-    let stage: Option<String> =
+    let stage: Option<String> = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_scalar("SELECT stage FROM deliveries WHERE transaction_id = $1")
             .bind(held)
-            .fetch_optional(crate::common::sqlite_pool(&server.app.store))
+            .fetch_optional(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_ne!(stage.as_deref(), Some("held"));
     let hooks = webhooks(&server, &creds).await;
     assert!(
@@ -406,11 +417,12 @@ async fn message_without_keyword_or_conversation_is_stored_unrouted() {
     .await
     .unwrap();
     assert_eq!(received.event, "unrouted");
-    let stored: Vec<(String, Option<i64>)> =
+    let stored: Vec<(String, Option<i64>)> = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_as("SELECT shortcode, campaign_id FROM inbound ORDER BY id")
-            .fetch_all(crate::common::sqlite_pool(&server.app.store))
+            .fetch_all(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_eq!(
         stored,
         vec![("21534".to_string(), None), ("99999".to_string(), None)]

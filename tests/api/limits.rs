@@ -31,7 +31,7 @@ async fn campaign(server: &Server, creds: &Creds) -> String {
 
 /// Sets limits with the operator's command, as a user would.
 async fn limits(server: &Server, creds: &Creds, per_second: &str, daily: &str) {
-    let dir = server.dir.path().to_path_buf();
+    let dir = server.dir().to_path_buf();
     let client = creds.client_id.clone();
     let (per_second, daily) = (per_second.to_string(), daily.to_string());
     let (ok, json, stderr) = tokio::task::spawn_blocking(move || {

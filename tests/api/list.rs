@@ -573,26 +573,30 @@ async fn campaign(server: &Server, creds: &Creds) -> String {
 }
 
 async fn opt_out(server: &Server, number: &str, campaign_id: &str) {
-    sqlx::query(
-        "INSERT INTO opt_status (number, campaign_id, status, source, updated_at) VALUES ($1, $2, -2, 'api', 0)",
-    )
-    .bind(number)
-    .bind(campaign_id.parse::<i64>().unwrap())
-    .execute(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query(
+            "INSERT INTO opt_status (number, campaign_id, status, source, updated_at) VALUES ($1, $2, -2, 'api', 0)",
+        )
+        .bind(number)
+        .bind(campaign_id.parse::<i64>().unwrap())
+        .execute(writer)
+        .await
+        .unwrap();
+    });
 }
 
 /// (message_id, hash, recipient) of a blast's transactions, by recipient.
 async fn blast_transactions(server: &Server, list_id: &str) -> Vec<(String, String, String)> {
-    let rows: Vec<(i64, String, String)> = sqlx::query_as(
-        "SELECT t.id, t.hash, t.recipient FROM transactions t JOIN blasts b ON b.id = t.blast_id
-         WHERE b.list_id = $1 ORDER BY t.recipient",
-    )
-    .bind(list_id.parse::<i64>().unwrap())
-    .fetch_all(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let rows: Vec<(i64, String, String)> = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_as(
+            "SELECT t.id, t.hash, t.recipient FROM transactions t JOIN blasts b ON b.id = t.blast_id
+             WHERE b.list_id = $1 ORDER BY t.recipient",
+        )
+        .bind(list_id.parse::<i64>().unwrap())
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    });
     rows.into_iter()
         .map(|(id, hash, to)| (id.to_string(), hash, to))
         .collect()
@@ -719,13 +723,18 @@ async fn send_counts_failed_members_and_keeps_an_email_callback() {
 
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     let blast = loop {
-        let row: (String, String, i64, i64, i64, i64) = sqlx::query_as(
-            "SELECT state, callback, total, sent, skipped, failed FROM blasts WHERE list_id = $1",
-        )
-        .bind(list_id.parse::<i64>().unwrap())
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+        let row: (String, String, i64, i64, i64, i64) = moms::with_db!(
+            server.app.store,
+            |pool, writer| {
+                sqlx::query_as(
+                    "SELECT state, callback, total, sent, skipped, failed FROM blasts WHERE list_id = $1",
+                )
+                .bind(list_id.parse::<i64>().unwrap())
+                .fetch_one(pool)
+                .await
+                .unwrap()
+            }
+        );
         if row.0 == "done" {
             break row;
         }
@@ -748,11 +757,12 @@ async fn send_counts_failed_members_and_keeps_an_email_callback() {
         )
     );
     // An e-mail summary is no callback POST: it waits as a mail (no relay here).
-    let hooks: i64 =
+    let hooks: i64 = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_scalar("SELECT COUNT(*) FROM webhooks WHERE url NOT LIKE 'mailto:%'")
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
+            .fetch_one(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_eq!(hooks, 0);
     let sent = blast_transactions(&server, &list_id).await;
     assert_eq!(sent.len(), 2);
@@ -837,10 +847,12 @@ async fn send_checks_campaign_then_list_then_the_message() {
         assert_eq!(json["response"]["code"], code.to_string(), "{params:?}");
     }
     // Nothing was queued, and the list was never used.
-    let blasts: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM blasts")
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    let blasts: i64 = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT COUNT(*) FROM blasts")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
     assert_eq!(blasts, 0);
     let json = server
         .call_json(&creds, "list.info", &[("list_id", &list_id)])
@@ -852,14 +864,18 @@ async fn send_checks_campaign_then_list_then_the_message() {
 async fn blast_done(server: &Server, list_id: &str) -> (i64, i64, i64, i64, i64) {
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
     loop {
-        let (state, total, queued, sent, skipped, failed): (String, i64, i64, i64, i64, i64) =
-            sqlx::query_as(
-                "SELECT state, total, queued, sent, skipped, failed FROM blasts WHERE list_id = $1",
-            )
-            .bind(list_id.parse::<i64>().unwrap())
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
-            .await
-            .unwrap();
+        let (state, total, queued, sent, skipped, failed): (String, i64, i64, i64, i64, i64) = moms::with_db!(
+            server.app.store,
+            |pool, writer| {
+                sqlx::query_as(
+                    "SELECT state, total, queued, sent, skipped, failed FROM blasts WHERE list_id = $1",
+                )
+                .bind(list_id.parse::<i64>().unwrap())
+                .fetch_one(pool)
+                .await
+                .unwrap()
+            }
+        );
         if state == "done" {
             return (total, queued, sent, skipped, failed);
         }
@@ -901,11 +917,15 @@ async fn send_pages_through_a_large_list_and_a_replayed_page_sends_nothing_twice
 
     // As after a crash between a page's commit and its cursor's: the pages
     // are taken again, and every member's transaction is found, not made anew.
-    sqlx::query("UPDATE blasts SET state = 'queueing', cursor = '', queued = 0 WHERE list_id = $1")
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query(
+            "UPDATE blasts SET state = 'queueing', cursor = '', queued = 0 WHERE list_id = $1",
+        )
         .bind(list_id.parse::<i64>().unwrap())
-        .execute(crate::common::sqlite_pool(&server.app.store))
+        .execute(writer)
         .await
         .unwrap();
+    });
     server.app.blast_wake.notify_one();
     assert_eq!(
         blast_done(&server, &list_id).await,

@@ -50,12 +50,14 @@ fn send_params<'a>(campaign_id: &'a str, list_id: &'a str) -> Vec<(&'a str, &'a 
 
 /// The queued mail rows as (url, content_type, body, attempts, last_error).
 async fn queued_mails(server: &Server) -> Vec<(String, String, String, i64, String)> {
-    sqlx::query_as(
-        "SELECT url, content_type, body, attempts, last_error FROM webhooks WHERE url LIKE 'mailto:%' ORDER BY id",
-    )
-    .fetch_all(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap()
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_as(
+            "SELECT url, content_type, body, attempts, last_error FROM webhooks WHERE url LIKE 'mailto:%' ORDER BY id",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    })
 }
 
 /// Polls until `done` holds of the queued mails (panics after 10 s).
@@ -78,11 +80,13 @@ async fn wait_for_queue(
 async fn wait_for_blast_done(server: &Server, list_id: &str) {
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let state: String = sqlx::query_scalar("SELECT state FROM blasts WHERE list_id = $1")
-            .bind(list_id.parse::<i64>().unwrap())
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
-            .await
-            .unwrap();
+        let state: String = moms::with_db!(server.app.store, |pool, writer| {
+            sqlx::query_scalar("SELECT state FROM blasts WHERE list_id = $1")
+                .bind(list_id.parse::<i64>().unwrap())
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
         if state == "done" {
             return;
         }
@@ -196,10 +200,12 @@ async fn unreachable_relay_keeps_the_mail_for_a_later_try() {
     assert_eq!(rows.len(), 1);
     assert!(rows[0].4.starts_with("relay"), "{rows:?}");
     // The next try waits for the back-off (30 s by default).
-    let due_ms: i64 = sqlx::query_scalar("SELECT due_ms FROM webhooks")
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    let due_ms: i64 = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT due_ms FROM webhooks")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
     assert!(due_ms > moms::store::now_ms() + 10_000, "{due_ms}");
 }
 

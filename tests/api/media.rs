@@ -626,11 +626,12 @@ async fn upload_callback_is_queued_with_the_answer() {
         462,
     );
 
-    let rows: Vec<(String, String, String)> =
+    let rows: Vec<(String, String, String)> = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_as("SELECT url, content_type, body FROM webhooks ORDER BY id")
-            .fetch_all(crate::common::sqlite_pool(&server.app.store))
+            .fetch_all(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_eq!(rows.len(), 2, "{rows:?}");
     let (url, content_type, body) = &rows[0];
     assert_eq!(url, hook);
@@ -898,21 +899,22 @@ async fn fetching_with_a_message_id_records_the_recipients_handset() {
         .await
         .parse()
         .unwrap();
-    let pool = crate::common::sqlite_pool(&server.app.store);
     for (message_id, content_id, recipient) in
         [(7001, id, "13105550111"), (7002, id + 1, "13105550122")]
     {
-        sqlx::query(
-            "INSERT INTO transactions (id, hash, client_id, campaign_id, sender, from_name, recipient, to_input, to_name, kind, status, content_id, created_at, updated_at) \
-             VALUES ($1, 'abcdefgh', $2, 1, '21534', '', $3, $3, '', 'mms', 'SENT', $4, 0, 0)",
-        )
-        .bind(message_id)
-        .bind(creds.client_id.parse::<i64>().unwrap())
-        .bind(recipient)
-        .bind(content_id)
-        .execute(pool)
-        .await
-        .unwrap();
+        moms::with_db!(server.app.store, |pool, writer| {
+            sqlx::query(
+                "INSERT INTO transactions (id, hash, client_id, campaign_id, sender, from_name, recipient, to_input, to_name, kind, status, content_id, created_at, updated_at) \
+                 VALUES ($1, 'abcdefgh', $2, 1, '21534', '', $3, $3, '', 'mms', 'SENT', $4, 0, 0)",
+            )
+            .bind(message_id)
+            .bind(creds.client_id.parse::<i64>().unwrap())
+            .bind(recipient)
+            .bind(content_id)
+            .execute(writer)
+            .await
+            .unwrap();
+        });
     }
     let info = server
         .call_json(&creds, "media.info", &[("content_id", &id.to_string())])
@@ -932,12 +934,17 @@ async fn fetching_with_a_message_id_records_the_recipients_handset() {
         assert_eq!(status, 200);
         assert_eq!(bytes, gif());
     }
-    let handsets: Vec<(String, Option<String>)> = sqlx::query_as(
-        "SELECT u.number, h.user_agent FROM users u LEFT JOIN handsets h ON h.id = u.handset_id ORDER BY u.number",
-    )
-    .fetch_all(pool)
-    .await
-    .unwrap();
+    let handsets: Vec<(String, Option<String>)> = moms::with_db!(
+        server.app.store,
+        |pool, writer| {
+            sqlx::query_as(
+                "SELECT u.number, h.user_agent FROM users u LEFT JOIN handsets h ON h.id = u.handset_id ORDER BY u.number",
+            )
+            .fetch_all(pool)
+            .await
+            .unwrap()
+        }
+    );
     // Only the transaction that carried this media names its recipient.
     assert_eq!(
         handsets,

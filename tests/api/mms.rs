@@ -10,7 +10,7 @@ use moms::config::CarrierConfig;
 use reqwest::multipart::{Form, Part};
 
 use crate::common::mmsc::{Answer, IN_PASSWORD, IN_USER, Mmsc};
-use crate::common::{Creds, Element, Receiver, Server, assert_code, crc32};
+use crate::common::{Creds, Element, Receiver, Server, assert_code, crc32, data_dir};
 
 /// The carrier behind the fake MMSC: numbers +1 310….
 const MM7_CARRIER: i64 = 5;
@@ -505,11 +505,13 @@ async fn mms_fallback_decides_between_607_and_an_sms_with_the_link() {
             "SMS Sent"
         ]
     );
-    let body: String = sqlx::query_scalar("SELECT body FROM transactions WHERE id = $1")
-        .bind(id.parse::<i64>().unwrap())
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    let body: String = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT body FROM transactions WHERE id = $1")
+            .bind(id.parse::<i64>().unwrap())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
     // The link names the message, so the phone that opens it is recorded
     // as its recipient's handset.
     let link = format!("{smart_url}?r={id}");
@@ -522,14 +524,16 @@ async fn mms_fallback_decides_between_607_and_an_sms_with_the_link() {
         .await
         .unwrap();
     assert_eq!(fetched.status(), 200);
-    let handset: Option<String> = sqlx::query_scalar(
-        "SELECT h.user_agent FROM users u JOIN handsets h ON h.id = u.handset_id
+    let handset: Option<String> = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "SELECT h.user_agent FROM users u JOIN handsets h ON h.id = u.handset_id
          WHERE u.number = (SELECT recipient FROM transactions WHERE id = $1)",
-    )
-    .bind(id.parse::<i64>().unwrap())
-    .fetch_optional(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+        )
+        .bind(id.parse::<i64>().unwrap())
+        .fetch_optional(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(handset.as_deref(), Some(agent));
     // Nothing went to the MMSC.
     assert!(mmsc.received().is_empty());
@@ -810,12 +814,14 @@ async fn list_send_of_an_mms_takes_each_members_carrier_into_account() {
         "{}",
         summary[0].body
     );
-    let kinds: Vec<(String, String)> = sqlx::query_as(
-        "SELECT recipient, kind FROM transactions WHERE blast_id IS NOT NULL ORDER BY recipient",
-    )
-    .fetch_all(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let kinds: Vec<(String, String)> = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_as(
+            "SELECT recipient, kind FROM transactions WHERE blast_id IS NOT NULL ORDER BY recipient",
+        )
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(
         kinds,
         vec![
@@ -828,7 +834,7 @@ async fn list_send_of_an_mms_takes_each_members_carrier_into_account() {
 
 #[test]
 fn the_admin_cli_sets_a_carriers_mms_size_limit() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let (ok, added, stderr) = crate::cli::moms(
         dir.path(),
         &[
@@ -946,12 +952,13 @@ async fn an_mmsc_that_does_not_answer_in_time_is_tried_again() {
     // The stalled request was dropped with its connection, unanswered; the
     // transaction follows the answer it got.
     let got = mmsc.wait_for(1).await;
-    let recorded: String =
+    let recorded: String = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_scalar("SELECT message_id FROM mm7_messages WHERE transaction_id = $1")
             .bind(id.parse::<i64>().unwrap())
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
+            .fetch_one(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_eq!(recorded, got[0].message_id);
 }
 

@@ -53,7 +53,7 @@ async fn a_forgotten_number_leaves_only_its_opt_out_and_is_never_messaged() {
     ];
     assert_code(&server.call(&creds, "user.setopt", &optout).await, 1);
 
-    let dir = server.dir.path().to_path_buf();
+    let dir = server.dir().to_path_buf();
     let (ok, json, stderr) = tokio::task::spawn_blocking(move || {
         moms(&dir, &["admin", "forget", "(310) 555-0123", "--json"])
     })
@@ -75,18 +75,21 @@ async fn a_forgotten_number_leaves_only_its_opt_out_and_is_never_messaged() {
         members["response"]["recipients"].as_array().unwrap().len(),
         1
     );
-    let bodies: i64 =
+    let bodies: i64 = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_scalar("SELECT COUNT(*) FROM transactions WHERE body LIKE '%secret%'")
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
+            .fetch_one(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_eq!(bodies, 0);
     // The erasure is on record without the number; the opt-out's own
     // record (the proof regulators ask for) is what stays.
-    let erasure: String = sqlx::query_scalar("SELECT detail FROM audit WHERE action = 'forget'")
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    let erasure: String = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT detail FROM audit WHERE action = 'forget'")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
     assert!(
         erasure.starts_with("number sha256:") && !erasure.contains("3105550123"),
         "{erasure}"
@@ -140,22 +143,25 @@ async fn retention_removes_old_bodies_but_keeps_ids_and_statuses() {
     let dir = server.stop().await;
     // Three days later, with two days of retention.
     let store = moms::store::Store::open(&config).await.unwrap();
-    sqlx::query("UPDATE transactions SET created_at = created_at - 3 * 86400")
-        .execute(crate::common::sqlite_pool(&store))
-        .await
-        .unwrap();
+    moms::with_db!(store, |pool, writer| {
+        sqlx::query("UPDATE transactions SET created_at = created_at - 3 * 86400")
+            .execute(writer)
+            .await
+            .unwrap();
+    });
     drop(store);
     let mut config = config;
     config.retention.days = 2;
     let server = Server::start_in(dir, config).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let body: Option<String> =
+        let body: Option<String> = moms::with_db!(server.app.store, |pool, writer| {
             sqlx::query_scalar("SELECT body FROM transactions WHERE id = $1")
                 .bind(id.parse::<i64>().unwrap())
-                .fetch_one(crate::common::sqlite_pool(&server.app.store))
+                .fetch_one(pool)
                 .await
-                .unwrap();
+                .unwrap()
+        });
         if body.is_none() {
             break;
         }
@@ -184,7 +190,7 @@ async fn the_audit_log_answers_who_changed_a_numbers_opt_status() {
         ("status_code", "-2"),
     ];
     assert_code(&server.call(&creds, "user.setopt", &optout).await, 1);
-    let dir = server.dir.path().to_path_buf();
+    let dir = server.dir().to_path_buf();
     let (ok, json, stderr) = tokio::task::spawn_blocking(move || {
         moms(
             &dir,

@@ -30,13 +30,15 @@ async fn server_for(bind: SmppBind, change: impl FnOnce(&mut Config)) -> Server 
         change(c);
     })
     .await;
-    sqlx::query(
-        "INSERT INTO carriers (id, name, prefixes, served, mms, connector)
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query(
+            "INSERT INTO carriers (id, name, prefixes, served, mms, connector)
          VALUES (2, 'SMSC Wireless', '1', 1, 0, 'smpp')",
-    )
-    .execute(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+        )
+        .execute(writer)
+        .await
+        .unwrap();
+    });
     server.app.reload().await.unwrap();
     server
 }
@@ -112,11 +114,13 @@ async fn until_status(
 
 /// The final code of a transaction.
 async fn code_of(server: &Server, id: &str) -> i64 {
-    sqlx::query_scalar("SELECT code FROM transactions WHERE id = $1")
-        .bind(id.parse::<i64>().unwrap())
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap()
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT code FROM transactions WHERE id = $1")
+            .bind(id.parse::<i64>().unwrap())
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
 }
 
 #[tokio::test]
@@ -360,12 +364,14 @@ async fn an_invalid_destination_fails_604_and_bars_the_number() {
         )
         .await;
     assert_code(&resp, 604);
-    let barred: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM blacklist WHERE number = '13108675309' AND carrier_id = 2",
-    )
-    .fetch_one(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let barred: i64 = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM blacklist WHERE number = '13108675309' AND carrier_id = 2",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(barred, 1);
 }
 
@@ -451,12 +457,13 @@ async fn an_inbound_stop_opts_the_number_out_and_queues_the_mo_callback() {
         )
         .await;
     assert_eq!(json["response"]["campaigns"][0]["status"], "OPTEDOUT");
-    let hooks: Vec<(String, String)> =
+    let hooks: Vec<(String, String)> = moms::with_db!(server.app.store, |pool, writer| {
         sqlx::query_as("SELECT url, body FROM webhooks WHERE client_id = $1")
             .bind(campaign.client_id)
-            .fetch_all(crate::common::sqlite_pool(&server.app.store))
+            .fetch_all(pool)
             .await
-            .unwrap();
+            .unwrap()
+    });
     assert_eq!(hooks.len(), 1);
     assert_eq!(hooks[0].0, HOOK);
     assert!(hooks[0].1.contains("<event>stop</event>"), "{}", hooks[0].1);
@@ -480,10 +487,12 @@ async fn a_concatenated_ucs2_message_from_a_phone_is_joined_before_it_is_answere
     let second = smsc.inject("13105550123", "21534", 8, 0x40, &part(2, "мир"));
     assert_eq!(smsc.wait_ack(first).await, 0);
     assert_eq!(smsc.wait_ack(second).await, 0);
-    let body: String = sqlx::query_scalar("SELECT body FROM inbound WHERE sender = '13105550123'")
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    let body: String = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT body FROM inbound WHERE sender = '13105550123'")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
     assert_eq!(body, "Привет, мир");
 }
 
@@ -682,22 +691,29 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
     // try, and a loaded machine (CI's two cores) throttles more of them.
     let deadline = Instant::now() + Duration::from_secs(120);
     loop {
-        let open: i64 = sqlx::query_scalar(
-            "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
-        )
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+        let open: i64 = moms::with_db!(server.app.store, |pool, writer| {
+            sqlx::query_scalar(
+                "SELECT COUNT(*) FROM transactions WHERE status NOT IN ('COMPLETE', 'FAILED')",
+            )
+            .fetch_one(pool)
+            .await
+            .unwrap()
+        });
         if open == 0 {
             break;
         }
         if Instant::now() >= deadline {
-            let stages: Vec<(String, String, i64)> = sqlx::query_as(
-                "SELECT t.status, COALESCE(d.stage, '-'), COUNT(*) FROM transactions t LEFT JOIN deliveries d ON d.transaction_id = t.id GROUP BY 1, 2",
-            )
-            .fetch_all(crate::common::sqlite_pool(&server.app.store))
-            .await
-            .unwrap();
+            let stages: Vec<(String, String, i64)> = moms::with_db!(
+                server.app.store,
+                |pool, writer| {
+                    sqlx::query_as(
+                        "SELECT t.status, COALESCE(d.stage, '-'), COUNT(*) FROM transactions t LEFT JOIN deliveries d ON d.transaction_id = t.id GROUP BY 1, 2",
+                    )
+                    .fetch_all(pool)
+                    .await
+                    .unwrap()
+                }
+            );
             panic!(
                 "{open} messages never ended: {stages:?}; submits seen {}, binds {}",
                 smsc.submits().len(),
@@ -706,10 +722,12 @@ async fn thousands_of_messages_through_throttling_and_dropped_links_end_once_eac
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let ended: Vec<(String, String)> = sqlx::query_as("SELECT recipient, status FROM transactions")
-        .fetch_all(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    let ended: Vec<(String, String)> = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_as("SELECT recipient, status FROM transactions")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
     assert_eq!(ended.len(), MESSAGES, "one transaction per send");
     assert!(
         ended.iter().all(|(_, status)| status == "COMPLETE"),
@@ -793,36 +811,39 @@ async fn a_receipt_stored_just_before_a_crash_still_completes_its_message() {
     // The state a crash between the receipt's commit and the step's leaves:
     // the segment delivered, the transaction still waiting for it.
     let id = accepted.message_id;
-    let writer = crate::common::sqlite_pool(&server.app.store);
-    sqlx::query("UPDATE deliveries SET stage = 'await', due_ms = $2 WHERE transaction_id = $1")
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query("UPDATE deliveries SET stage = 'await', due_ms = $2 WHERE transaction_id = $1")
+            .bind(id)
+            .bind(i64::MAX / 4)
+            .execute(writer)
+            .await
+            .unwrap();
+        sqlx::query("UPDATE transactions SET status = 'SENT' WHERE id = $1")
+            .bind(id)
+            .execute(writer)
+            .await
+            .unwrap();
+        sqlx::query(
+            "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, receipt, delivered, accepted_ms)
+             VALUES ($1, 1, 1, 'abc', 'DELIVRD', 1, 0)",
+        )
         .bind(id)
-        .bind(i64::MAX / 4)
         .execute(writer)
         .await
         .unwrap();
-    sqlx::query("UPDATE transactions SET status = 'SENT' WHERE id = $1")
-        .bind(id)
-        .execute(writer)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, receipt, delivered, accepted_ms)
-         VALUES ($1, 1, 1, 'abc', 'DELIVRD', 1, 0)",
-    )
-    .bind(id)
-    .execute(writer)
-    .await
-    .unwrap();
+    });
     let config = server.app.config.clone();
     let dir = server.stop().await;
     let server = Server::start_in(dir, config).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
-        let status: String = sqlx::query_scalar("SELECT status FROM transactions WHERE id = $1")
-            .bind(id)
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
-            .await
-            .unwrap();
+        let status: String = moms::with_db!(server.app.store, |pool, writer| {
+            sqlx::query_scalar("SELECT status FROM transactions WHERE id = $1")
+                .bind(id)
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
         if status == "COMPLETE" {
             break;
         }

@@ -24,13 +24,13 @@ struct TlsServer {
     cert_pem: String,
     /// Trusts the server's certificate only.
     http: reqwest::Client,
-    _dir: tempfile::TempDir,
+    _dir: DataDir,
     _stop: oneshot::Sender<()>,
 }
 
 impl TlsServer {
     async fn start() -> TlsServer {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = data_dir();
         let mut config = test_config(dir.path());
         let cert_pem = write_certificate(dir.path(), &mut config);
         let tls = moms::tls::server_config(&config.tls).expect("certificate loads");
@@ -206,7 +206,7 @@ async fn serve_error(config: Config) -> String {
 
 #[tokio::test]
 async fn bad_tls_settings_stop_serve_naming_the_key_and_file() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let mut good = test_config(dir.path());
     good.listen = "127.0.0.1:0".into();
     write_certificate(dir.path(), &mut good);

@@ -105,33 +105,41 @@ async fn until_status(
 }
 
 async fn count(server: &Server, sql: &str) -> i64 {
-    sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap()
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(sqlx::AssertSqlSafe(sql.to_string()))
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
 }
 
 /// A stored image of this client, for content_id.
 async fn media(server: &Server, client_id: &str) -> String {
-    let id: i64 = sqlx::query_scalar(
-        "INSERT INTO media (client_id, name, type, mime, filename, size, token, base_url, sha256, created_at)
-         VALUES ($1, 'logo', 'image', 'image/png', 'logo.png', 10, lower(hex(randomblob(5))), 'http://localhost', '', 0)
-         RETURNING id",
-    )
-    .bind(client_id.parse::<i64>().unwrap())
-    .fetch_one(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let token = format!("{:016x}", rand::random::<u64>());
+    let id: i64 = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "INSERT INTO media (client_id, name, type, mime, filename, size, token, base_url, sha256, created_at)
+             VALUES ($1, 'logo', 'image', 'image/png', 'logo.png', 10, $2, 'http://localhost', '', 0)
+             RETURNING id",
+        )
+        .bind(client_id.parse::<i64>().unwrap())
+        .bind(token)
+        .fetch_one(writer)
+        .await
+        .unwrap()
+    });
     id.to_string()
 }
 
 async fn opt_out(server: &Server, number: &str, campaign: &str) {
-    sqlx::query("INSERT INTO opt_status (number, campaign_id, status, source, updated_at) VALUES ($1, $2, -2, 'api', 0)")
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query("INSERT INTO opt_status (number, campaign_id, status, source, updated_at) VALUES ($1, $2, -2, 'api', 0)")
         .bind(number)
         .bind(campaign.parse::<i64>().unwrap())
-        .execute(crate::common::sqlite_pool(&server.app.store))
+        .execute(writer)
         .await
         .unwrap();
+    });
 }
 
 async fn promo(
@@ -142,33 +150,37 @@ async fn promo(
     (uses, max_uses): (i64, Option<i64>),
     (starts, ends): (&str, &str),
 ) {
-    sqlx::query(
-        "INSERT INTO promos (campaign_id, code, code_key, status, uses, max_uses, starts, ends, created_at)
-         VALUES ($1, $2, upper($2), $3, $4, $5, $6, $7, 0)",
-    )
-    .bind(campaign.parse::<i64>().unwrap())
-    .bind(code)
-    .bind(status)
-    .bind(uses)
-    .bind(max_uses)
-    .bind(starts)
-    .bind(ends)
-    .execute(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query(
+            "INSERT INTO promos (campaign_id, code, code_key, status, uses, max_uses, starts, ends, created_at)
+             VALUES ($1, $2, upper($2), $3, $4, $5, $6, $7, 0)",
+        )
+        .bind(campaign.parse::<i64>().unwrap())
+        .bind(code)
+        .bind(status)
+        .bind(uses)
+        .bind(max_uses)
+        .bind(starts)
+        .bind(ends)
+        .execute(writer)
+        .await
+        .unwrap();
+    });
 }
 
 /// Adds a carrier row and reloads the carrier table.
 async fn carrier(server: &Server, id: i64, name: &str, prefixes: &str, mms: bool, connector: &str) {
-    sqlx::query("INSERT INTO carriers (id, name, prefixes, served, mms, connector) VALUES ($1, $2, $3, 1, $4, $5)")
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query("INSERT INTO carriers (id, name, prefixes, served, mms, connector) VALUES ($1, $2, $3, 1, $4, $5)")
         .bind(id)
         .bind(name)
         .bind(prefixes)
         .bind(mms as i64)
         .bind(connector)
-        .execute(crate::common::sqlite_pool(&server.app.store))
+        .execute(writer)
         .await
         .unwrap();
+    });
     server.app.reload().await.unwrap();
 }
 
@@ -555,11 +567,13 @@ async fn media_must_be_the_clients_own_live_content() {
     let mine = media(&server, &creds.client_id).await;
     let theirs = media(&server, &other.client_id).await;
     let gone = media(&server, &creds.client_id).await;
-    sqlx::query("UPDATE media SET destroyed_at = 1 WHERE id = $1")
-        .bind(gone.parse::<i64>().unwrap())
-        .execute(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query("UPDATE media SET destroyed_at = 1 WHERE id = $1")
+            .bind(gone.parse::<i64>().unwrap())
+            .execute(writer)
+            .await
+            .unwrap();
+    });
 
     for bad in ["abc", "999999", theirs.as_str(), gone.as_str()] {
         let resp = send(
@@ -805,12 +819,14 @@ async fn recipients_that_cannot_be_reached_give_602_to_606() {
     let other = campaign_with(&server, &creds, |c| c.name = "Other".into()).await;
     assert_code(&send(&server, &creds, &other, "3108675309", &[]).await, 1);
 
-    sqlx::query(
-        "INSERT INTO blacklist (number, carrier_id, created_at) VALUES ('13107770000', 1, 0)",
-    )
-    .execute(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query(
+            "INSERT INTO blacklist (number, carrier_id, created_at) VALUES ('13107770000', 1, 0)",
+        )
+        .execute(writer)
+        .await
+        .unwrap();
+    });
     server.app.reload().await.unwrap();
     let resp = send(
         &server,
@@ -931,10 +947,12 @@ async fn sandbox_600_fails_after_sent_with_a_callback() {
         ]
     );
     let (url, content_type, body): (String, String, String) =
-        sqlx::query_as("SELECT url, content_type, body FROM webhooks")
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
-            .await
-            .unwrap();
+        moms::with_db!(server.app.store, |pool, writer| {
+            sqlx::query_as("SELECT url, content_type, body FROM webhooks")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
     assert_eq!(url, "http://127.0.0.1:9/end");
     assert_eq!(content_type, "application/xml");
     let callback = Resp {
@@ -986,10 +1004,12 @@ async fn a_completed_send_with_a_callback_reports_success() {
     )
     .await;
     until_status(&server, &creds, &id, &hash, "COMPLETE").await;
-    let body: String = sqlx::query_scalar("SELECT body FROM webhooks")
-        .fetch_one(crate::common::sqlite_pool(&server.app.store))
-        .await
-        .unwrap();
+    let body: String = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT body FROM webhooks")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    });
     let callback = Resp {
         status: 200,
         headers: Default::default(),
@@ -1201,13 +1221,15 @@ async fn opt_in_policies_shape_the_first_message() {
         "SELECT status FROM opt_status WHERE number = '13108675309' AND campaign_id = {double}"
     );
     assert_eq!(count(&server, &status).await, 0);
-    let prompt: String = sqlx::query_scalar(
-        "SELECT body FROM transactions WHERE id > $1 AND recipient = '13108675309'",
-    )
-    .bind(id.parse::<i64>().unwrap())
-    .fetch_one(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let prompt: String = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "SELECT body FROM transactions WHERE id > $1 AND recipient = '13108675309'",
+        )
+        .bind(id.parse::<i64>().unwrap())
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(prompt, "Reply Y to receive messages from Club");
     // A retry neither sends another prompt nor another message; a second
     // message to a GREY number is held without a new prompt.
@@ -1301,14 +1323,16 @@ async fn blast_messages_count_as_sent_or_failed() {
     let server = Server::start().await;
     let creds = server.client().await;
     let campaign = campaign(&server, &creds).await;
-    let blast: i64 = sqlx::query_scalar(
-        "INSERT INTO blasts (client_id, list_id, campaign_id, request, created_at) VALUES ($1, 1, $2, '{}', 0) RETURNING id",
-    )
-    .bind(creds.client_id.parse::<i64>().unwrap())
-    .bind(campaign.parse::<i64>().unwrap())
-    .fetch_one(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let blast: i64 = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "INSERT INTO blasts (client_id, list_id, campaign_id, request, created_at) VALUES ($1, 1, $2, '{}', 0) RETURNING id",
+        )
+        .bind(creds.client_id.parse::<i64>().unwrap())
+        .bind(campaign.parse::<i64>().unwrap())
+        .fetch_one(writer)
+        .await
+        .unwrap()
+    });
     for recipient in ["13108675309", "13105550600"] {
         server
             .app
@@ -1366,7 +1390,7 @@ async fn store_failure_is_500() {
 
 #[tokio::test]
 async fn run_once_steps_the_worker_without_a_server() {
-    let dir = tempfile::tempdir().unwrap();
+    let dir = data_dir();
     let mut config = test_config(dir.path());
     config.sandbox.receipt_millis = 0;
     let app = moms::app::App::open(config).await.unwrap();
@@ -1435,8 +1459,7 @@ async fn run_once_steps_the_worker_without_a_server() {
 }
 
 async fn count_in(app: &moms::app::App, sql: &'static str) -> i64 {
-    sqlx::query_scalar(sql)
-        .fetch_one(crate::common::sqlite_pool(&app.store))
-        .await
-        .unwrap()
+    moms::with_db!(app.store, |pool, writer| {
+        sqlx::query_scalar(sql).fetch_one(pool).await.unwrap()
+    })
 }

@@ -133,20 +133,24 @@ async fn setopt_then_getopt_shows_the_status_in_xml_and_json() {
     );
 
     // The change is proven by the store: source and audit trail.
-    let source: String = sqlx::query_scalar(
-        "SELECT source FROM opt_status WHERE number = '13108675309' AND campaign_id = $1",
-    )
-    .bind(first)
-    .fetch_one(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let source: String = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "SELECT source FROM opt_status WHERE number = '13108675309' AND campaign_id = $1",
+        )
+        .bind(first)
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(source, "api");
-    let audited: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM audit WHERE action = 'opt.api' AND detail LIKE '13108675309 %'",
-    )
-    .fetch_one(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let audited: i64 = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar(
+            "SELECT COUNT(*) FROM audit WHERE action = 'opt.api' AND detail LIKE '13108675309 %'",
+        )
+        .fetch_one(pool)
+        .await
+        .unwrap()
+    });
     assert_eq!(audited, 2);
 }
 
@@ -449,15 +453,17 @@ async fn transactions_lists_newest_first_one_campaign_per_transaction() {
     sent(&server, &other, theirs, "13108675309", "not yours").await;
     sent(&server, &creds, first, "14155550123", "someone else").await;
 
-    let created: Vec<(i64, String, i64)> = sqlx::query_as(
-        "SELECT id, hash, created_at FROM transactions WHERE id IN ($1, $2, $3) ORDER BY id DESC",
-    )
-    .bind(a)
-    .bind(b)
-    .bind(c)
-    .fetch_all(crate::common::sqlite_pool(&server.app.store))
-    .await
-    .unwrap();
+    let created: Vec<(i64, String, i64)> = moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_as(
+            "SELECT id, hash, created_at FROM transactions WHERE id IN ($1, $2, $3) ORDER BY id DESC",
+        )
+        .bind(a)
+        .bind(b)
+        .bind(c)
+        .fetch_all(pool)
+        .await
+        .unwrap()
+    });
     let tz: chrono_tz::Tz = "America/Los_Angeles".parse().unwrap();
     let stamp = |unix: i64| {
         chrono::DateTime::from_timestamp(unix, 0)

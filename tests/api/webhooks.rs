@@ -1,19 +1,27 @@
 //! Callbacks (spec section 6): signed, retried on failure, kept across restarts.
 
 use hmac::{Hmac, Mac};
-use moms::store::webhook::NewWebhook;
 use sha2::Sha256;
 
 use crate::common::*;
 
+/// Queues a callback as the server does: due now, never tried.
 async fn queue(server: &Server, client_id: &str, url: &str, body: &str) {
-    let hook = NewWebhook {
-        client_id: client_id.parse().unwrap(),
-        url: url.to_string(),
-        content_type: "application/xml",
-        body: body.to_string(),
-    };
-    server.app.store.queue_webhook(&hook).await.unwrap();
+    let now = moms::store::now_ms();
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query(
+            "INSERT INTO webhooks (client_id, url, content_type, body, due_ms, created_at)
+             VALUES ($1, $2, 'application/xml', $3, $4, $5)",
+        )
+        .bind(client_id.parse::<i64>().unwrap())
+        .bind(url)
+        .bind(body)
+        .bind(now)
+        .bind(now / 1000)
+        .execute(writer)
+        .await
+        .unwrap();
+    });
     server.app.webhook_wake.notify_one();
 }
 
@@ -69,10 +77,12 @@ async fn failed_callbacks_are_retried_until_the_receiver_accepts() {
     // Delivered: the row is gone, nothing further is posted.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
-            .fetch_one(crate::common::sqlite_pool(&server.app.store))
-            .await
-            .unwrap();
+        let left: i64 = moms::with_db!(server.app.store, |pool, writer| {
+            sqlx::query_scalar("SELECT COUNT(*) FROM webhooks")
+                .fetch_one(pool)
+                .await
+                .unwrap()
+        });
         if left == 0 {
             break;
         }
@@ -105,11 +115,12 @@ async fn callbacks_give_up_after_the_configured_tries() {
     receiver.wait_for(3).await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let (attempts, error): (i64, String) =
+        let (attempts, error): (i64, String) = moms::with_db!(server.app.store, |pool, writer| {
             sqlx::query_as("SELECT attempts, last_error FROM webhooks")
-                .fetch_one(crate::common::sqlite_pool(&server.app.store))
+                .fetch_one(pool)
                 .await
-                .unwrap();
+                .unwrap()
+        });
         if attempts == 3 {
             assert!(error.contains("500"), "{error}");
             break;
@@ -139,11 +150,12 @@ async fn private_destinations_are_refused_unless_allowed() {
     .await;
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
     loop {
-        let row: Option<(i64, String)> =
+        let row: Option<(i64, String)> = moms::with_db!(server.app.store, |pool, writer| {
             sqlx::query_as("SELECT attempts, last_error FROM webhooks")
-                .fetch_optional(crate::common::sqlite_pool(&server.app.store))
+                .fetch_optional(pool)
                 .await
-                .unwrap();
+                .unwrap()
+        });
         if let Some((1, error)) = row {
             assert!(error.contains("private"), "{error}");
             break;

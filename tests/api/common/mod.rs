@@ -3,6 +3,7 @@
 
 #![allow(dead_code)]
 
+pub mod database;
 pub mod mmsc;
 pub mod receiver;
 pub mod smsc;
@@ -17,6 +18,12 @@ use moms::config::Config;
 use serde_json::Value;
 use tokio::sync::oneshot;
 
+// postgres_url: for tests that branch on the database themselves.
+#[allow(unused_imports)]
+pub use database::{
+    DataDir, data_dir, database_url, moms_command, postgres_url, skip_on_postgres, store_section,
+    store_view,
+};
 pub use receiver::Receiver;
 pub use xml::Element;
 
@@ -25,7 +32,8 @@ pub struct Server {
     pub base: String,
     pub app: Arc<App>,
     pub http: reqwest::Client,
-    pub dir: tempfile::TempDir,
+    /// None once stopped (handed back by `stop`).
+    dir: Option<DataDir>,
     stop: Option<oneshot::Sender<()>>,
     task: Option<tokio::task::JoinHandle<anyhow::Result<()>>>,
 }
@@ -53,16 +61,32 @@ pub struct Resp {
     pub body: String,
 }
 
-/// The configuration tests start from: a temp data folder, no demo, and
-/// loopback allowed for fetches and callbacks.
+/// The configuration tests start from: a data folder made by [`data_dir`]
+/// (and its database), no demo, and loopback allowed for fetches and
+/// callbacks.
 pub fn test_config(dir: &std::path::Path) -> Config {
     let mut config = Config::load(None).expect("defaults");
     config.data_dir = dir.to_path_buf();
+    if let Some(url) = database_url(dir) {
+        config.store.url = url;
+    }
     config.demo = false;
     config.fetch.allow_private_networks = true;
     config.sandbox.receipt_millis = 20;
     config.delivery.poll_millis = 20;
     config
+}
+
+/// With `MOMS_LOG` set (as for the binary, e.g. `MOMS_LOG=warn`), the test
+/// servers' log goes to each test's output, shown when it fails: the cause
+/// of a 500 is in the log, not in the answer.
+fn log_to_test_output() {
+    if let Ok(filter) = tracing_subscriber::EnvFilter::try_from_env("MOMS_LOG") {
+        let _ = tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_test_writer()
+            .try_init();
+    }
 }
 
 impl Server {
@@ -71,14 +95,15 @@ impl Server {
     }
 
     pub async fn start_with(change: impl FnOnce(&mut Config)) -> Server {
-        let dir = tempfile::tempdir().expect("temp dir");
+        let dir = data_dir();
         let mut config = test_config(dir.path());
         change(&mut config);
         Server::start_in(dir, config).await
     }
 
     /// Starts on an existing data folder (a restart).
-    pub async fn start_in(dir: tempfile::TempDir, config: Config) -> Server {
+    pub async fn start_in(dir: DataDir, config: Config) -> Server {
+        log_to_test_output();
         let app = App::open(config).await.expect("app opens");
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
@@ -96,22 +121,29 @@ impl Server {
             base,
             app,
             http,
-            dir,
+            dir: Some(dir),
             stop: Some(stop),
             task: Some(task),
         }
     }
 
-    /// Stops the server and hands back its data folder.
-    pub async fn stop(mut self) -> tempfile::TempDir {
+    /// The data folder.
+    pub fn dir(&self) -> &std::path::Path {
+        self.dir
+            .as_ref()
+            .expect("a running server has its folder")
+            .path()
+    }
+
+    /// Stops the server and hands back its data folder (and database).
+    pub async fn stop(mut self) -> DataDir {
         if let Some(stop) = self.stop.take() {
             let _ = stop.send(());
         }
         if let Some(task) = self.task.take() {
             let _ = task.await;
         }
-        let dir = tempfile::tempdir().unwrap();
-        std::mem::replace(&mut self.dir, dir)
+        self.dir.take().expect("stopped once")
     }
 
     /// A new client with the given senders.
@@ -333,12 +365,4 @@ pub fn crc32(bytes: &[u8]) -> u32 {
         }
     }
     !crc
-}
-
-/// The store's SQLite pool, for tests that inspect rows directly.
-pub fn sqlite_pool(store: &moms::store::Store) -> &sqlx::SqlitePool {
-    match &store.db {
-        moms::store::Db::Sqlite { writer, .. } => writer,
-        moms::store::Db::Postgres { .. } => panic!("this test reads SQLite"),
-    }
 }
