@@ -43,6 +43,9 @@ pub struct Table {
     pub without_rowid: bool,
     /// The migrations write its rows themselves; import replaces them.
     pub seeded: bool,
+    /// The PostgreSQL sequence that hands out its ids, if not an identity
+    /// column's: moved past the imported ids.
+    pub id_sequence: Option<&'static str>,
 }
 
 const fn table(name: &'static str, key: &'static [&'static str]) -> Table {
@@ -51,6 +54,7 @@ const fn table(name: &'static str, key: &'static [&'static str]) -> Table {
         key,
         without_rowid: false,
         seeded: false,
+        id_sequence: None,
     }
 }
 
@@ -75,7 +79,10 @@ pub const TABLES: &[Table] = &[
         ..table("list_members", &["list_id", "number"])
     },
     table("blasts", &["id"]),
-    table("transactions", &["id"]),
+    Table {
+        id_sequence: Some("transaction_ids"),
+        ..table("transactions", &["id"])
+    },
     table("history", &[]),
     table("deliveries", &["transaction_id"]),
     table("request_ids", &["client_id", "request_id"]),
@@ -90,6 +97,7 @@ pub const TABLES: &[Table] = &[
     },
     table("webhooks", &["id"]),
     table("audit", &["id"]),
+    table("leases", &["name"]),
     Table {
         seeded: true,
         ..table("generation", &["id"])

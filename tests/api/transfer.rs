@@ -75,10 +75,15 @@ async fn wait_for_count(db: &SqlitePool, sql: &'static str, at_least: i64) {
     }
 }
 
+/// A transaction id beyond those PostgreSQL's sequence hands out first.
+const FAR_TRANSACTION_ID: i64 = 900_000_000_000;
+
 /// A store with some of everything, made through the API where the API
 /// makes it; its data folder, with the server stopped.
-async fn filled_store() -> tempfile::TempDir {
-    let server = Server::start().await;
+async fn filled_store() -> DataDir {
+    // SQLite whatever the suite runs on: the PostgreSQL leg is a test of
+    // its own.
+    let server = Server::start_with(|config| config.store.url.clear()).await;
     let store = &server.app.store;
     let creds = server.client().await;
     let client_id: i64 = creds.client_id.parse().unwrap();
@@ -168,7 +173,7 @@ async fn filled_store() -> tempfile::TempDir {
     // A float column, set last: a tenth of a send a second would stop the sends.
     store.set_client_limits(client_id, 0.1, 5000).await.unwrap();
 
-    let db = open_sqlite(server.dir.path()).await;
+    let db = open_sqlite(server.dir()).await;
     wait_for_count(&db, "SELECT COUNT(*) FROM blasts WHERE state = 'done'", 1).await;
     wait_for_count(
         &db,
@@ -183,6 +188,14 @@ async fn filled_store() -> tempfile::TempDir {
     // the edges: the widest integers, a duplicated row in a table without
     // a key, NULLs.
     let db = open_sqlite(dir.path()).await;
+    sqlx::raw_sql(sqlx::AssertSqlSafe(format!(
+        "CREATE TEMP TABLE far AS SELECT * FROM transactions LIMIT 1;
+         UPDATE far SET id = {FAR_TRANSACTION_ID};
+         INSERT INTO transactions SELECT * FROM far;"
+    )))
+    .execute(&db)
+    .await
+    .unwrap();
     for sql in [
         "INSERT INTO smpp_segments VALUES (1, 1, 2, 'abc123', 'DELIVRD', 1, 1700000000000)",
         "INSERT INTO smpp_segments VALUES (1, 2, 2, NULL, '', NULL, NULL)",
@@ -226,6 +239,22 @@ async fn contents(dir: &Path) -> Vec<(String, Vec<String>)> {
             .unwrap();
         rows.sort();
         tables.push((table.name.to_string(), rows));
+    }
+    db.close().await;
+    tables
+}
+
+/// The rows of the tables the store reads in insertion order (rowid), in
+/// that order.
+async fn insertion_order(dir: &Path) -> Vec<Vec<String>> {
+    let db = open_sqlite(dir).await;
+    let mut tables = Vec::new();
+    for sql in [
+        "SELECT transaction_id || ' ' || at_ms || ' ' || event FROM history ORDER BY rowid",
+        "SELECT shortcode || ' ' || keyword FROM keywords ORDER BY rowid",
+        "SELECT campaign_id || ' ' || code FROM promos ORDER BY rowid",
+    ] {
+        tables.push(sqlx::query_scalar(sql).fetch_all(&db).await.unwrap());
     }
     db.close().await;
     tables
@@ -276,7 +305,7 @@ async fn a_dump_carries_every_row_and_type_into_a_fresh_sqlite_store() {
     let dump_arg = dump.to_str().unwrap();
 
     let exported = moms_json(source.path(), None, &["admin", "export", dump_arg]);
-    let target = tempfile::tempdir().unwrap();
+    let target = data_dir();
     let imported = moms_json(target.path(), None, &["admin", "import", dump_arg]);
 
     assert_eq!(tallies(&exported), tallies(&imported));
@@ -309,24 +338,26 @@ async fn a_dump_carries_every_row_and_type_into_a_fresh_sqlite_store() {
     );
 
     // The copy is a working store: a server starts on it.
-    let config = test_config(target.path());
+    let mut config = test_config(target.path());
+    config.store.url.clear();
     Server::start_in(target, config).await.stop().await;
 }
 
 #[tokio::test]
 async fn sqlite_to_postgresql_and_back_loses_nothing() {
-    let Some(database) = TestDatabase::create().await else {
+    // On PostgreSQL runs, a data folder comes with a database of its own.
+    let work = data_dir();
+    let Some(url) = database_url(work.path()) else {
         eprintln!("MOMS_TEST_DATABASE_URL is not set: skipped");
         return;
     };
     let source = filled_store().await;
-    let work = tempfile::tempdir().unwrap();
     let (to_postgres, from_postgres) = (work.path().join("a.dump"), work.path().join("b.dump"));
     let (a, b) = (
         to_postgres.to_str().unwrap(),
         from_postgres.to_str().unwrap(),
     );
-    let pg = Some(database.url.as_str());
+    let pg = Some(url.as_str());
 
     let exported = moms_json(source.path(), None, &["admin", "export", a]);
     let into_postgres = moms_json(work.path(), pg, &["admin", "import", a]);
@@ -339,10 +370,14 @@ async fn sqlite_to_postgresql_and_back_loses_nothing() {
         assert_eq!(exported["checksum"], summary["checksum"]);
     }
     assert_same_contents(&contents(source.path()).await, &contents(back.path()).await);
+    assert_eq!(
+        insertion_order(source.path()).await,
+        insertion_order(back.path()).await
+    );
 
-    // The identity sequences moved past the imported ids: rows added
-    // after the import get new ids instead of colliding.
-    let db = sqlx::PgPool::connect(&database.url).await.unwrap();
+    // The id sequences moved past the imported ids: rows added after the
+    // import get new ids instead of colliding.
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
     for (table, insert) in [
         (
             "audit",
@@ -364,8 +399,15 @@ async fn sqlite_to_postgresql_and_back_loses_nothing() {
             "{table}: new id {added}, imported up to {imported}"
         );
     }
+    let next: i64 = sqlx::query_scalar("SELECT nextval('transaction_ids')")
+        .fetch_one(&db)
+        .await
+        .unwrap();
+    assert!(
+        next > FAR_TRANSACTION_ID,
+        "transaction ids go on from {next}"
+    );
     db.close().await;
-    database.drop().await;
 }
 
 #[tokio::test]
@@ -471,47 +513,4 @@ async fn a_damaged_truncated_or_newer_dump_is_refused_before_a_row_is_written() 
         &contents(source.path()).await,
         &contents(target.path()).await,
     );
-}
-
-/// A PostgreSQL database of this test's own on the server of
-/// `MOMS_TEST_DATABASE_URL`, dropped at the end.
-struct TestDatabase {
-    admin: sqlx::PgPool,
-    name: String,
-    url: String,
-}
-
-impl TestDatabase {
-    async fn create() -> Option<TestDatabase> {
-        let base = std::env::var("MOMS_TEST_DATABASE_URL").ok()?;
-        let admin = sqlx::PgPool::connect(&base)
-            .await
-            .expect("MOMS_TEST_DATABASE_URL connects");
-        let name = format!(
-            "moms_transfer_{}_{}",
-            std::process::id(),
-            rand::random::<u32>()
-        );
-        sqlx::query(sqlx::AssertSqlSafe(format!("CREATE DATABASE {name}")))
-            .execute(&admin)
-            .await
-            .unwrap();
-        let mut url = reqwest::Url::parse(&base).expect("MOMS_TEST_DATABASE_URL is a URL");
-        url.set_path(&format!("/{name}"));
-        Some(TestDatabase {
-            admin,
-            name,
-            url: url.to_string(),
-        })
-    }
-
-    async fn drop(self) {
-        sqlx::query(sqlx::AssertSqlSafe(format!(
-            "DROP DATABASE {} WITH (FORCE)",
-            self.name
-        )))
-        .execute(&self.admin)
-        .await
-        .unwrap();
-    }
 }

@@ -5,6 +5,11 @@
 //! Table and column names in the SQL built here come from [`TABLES`] and
 //! from the database's own catalog, never from a dump: a dump's column names
 //! are only compared with the catalog's.
+//!
+//! The `rowid` columns of PostgreSQL tables stand for SQLite's hidden rowid
+//! (insertion order, which the store sorts by): like SQLite's, they are not
+//! in the dump. Both databases are read in rowid order where there is one,
+//! and import writes rows in the dump's order, so the order survives.
 
 use std::path::Path;
 use std::time::Instant;
@@ -196,7 +201,8 @@ crate::store::dual! {
     async fn columns(conn: &mut Conn, table: &str) -> anyhow::Result<Vec<Column>> {
         let sql = if PG {
             "SELECT CAST(column_name AS TEXT), CAST(data_type AS TEXT) FROM information_schema.columns
-             WHERE table_schema = current_schema() AND table_name = $1 ORDER BY ordinal_position"
+             WHERE table_schema = current_schema() AND table_name = $1 AND column_name <> 'rowid'
+             ORDER BY ordinal_position"
         } else {
             "SELECT name, type FROM pragma_table_info($1) ORDER BY cid"
         };
@@ -223,6 +229,17 @@ crate::store::dual! {
         .fetch_one(&mut *conn)
         .await?;
         Ok(count as u64)
+    }
+
+    /// Whether a PostgreSQL table has a `rowid` column (see the module docs).
+    async fn has_rowid_column(conn: &mut Conn, table: &str) -> sqlx::Result<bool> {
+        sqlx::query_scalar(
+            "SELECT CAST(COUNT(*) AS BIGINT) > 0 FROM information_schema.columns
+             WHERE table_schema = current_schema() AND table_name = $1 AND column_name = 'rowid'",
+        )
+        .bind(table)
+        .fetch_one(&mut *conn)
+        .await
     }
 
     /// Reads one stored value, trying the kinds in the column's decoding
@@ -289,7 +306,9 @@ crate::store::dual! {
         let list = quoted_list(columns.iter().map(|c| c.name.as_str()));
         let name = quoted(table.name);
         if PG {
-            let order = if table.key.is_empty() {
+            let order = if has_rowid_column(conn, table.name).await? {
+                "rowid".to_string()
+            } else if table.key.is_empty() {
                 "ctid".to_string()
             } else {
                 quoted_list(table.key.iter().copied())
@@ -402,24 +421,30 @@ crate::store::dual! {
         Ok(())
     }
 
-    /// Moves a PostgreSQL identity column's sequence past the imported ids,
-    /// or the database would hand out ids that exist. Tables whose `id` is
-    /// not an identity have no sequence: `setval(NULL, …)` does nothing.
-    async fn advance_identity(
-        writer: &sqlx::Pool<Db>,
-        table: &str,
-        columns: &[Column],
-    ) -> sqlx::Result<()> {
+    /// Moves PostgreSQL's id sequences past the imported ids, or the
+    /// database would hand out ids that exist: an identity `id` column's
+    /// (`pg_get_serial_sequence` is NULL for a plain `id`, and `setval(NULL,
+    /// …)` does nothing), and the table's own sequence, only ever forward.
+    async fn advance_sequences(writer: &sqlx::Pool<Db>, table: &Table, columns: &[Column]) -> sqlx::Result<()> {
         if !PG || !columns.iter().any(|c| c.name == "id") {
             return Ok(());
         }
+        let name = quoted(table.name);
         sqlx::query(AssertSqlSafe(format!(
-            "SELECT setval(pg_get_serial_sequence($1, 'id'), MAX(id)) FROM {} HAVING MAX(id) IS NOT NULL",
-            quoted(table)
+            "SELECT setval(pg_get_serial_sequence($1, 'id'), MAX(id)) FROM {name} HAVING MAX(id) IS NOT NULL"
         )))
-        .bind(table)
+        .bind(table.name)
         .execute(writer)
         .await?;
+        if let Some(sequence) = table.id_sequence {
+            let sequence = quoted(sequence);
+            sqlx::query(AssertSqlSafe(format!(
+                "SELECT setval('{sequence}', MAX(id)) FROM {name}
+                 HAVING MAX(id) > (SELECT last_value FROM {sequence})"
+            )))
+            .execute(writer)
+            .await?;
+        }
         Ok(())
     }
 
@@ -600,7 +625,7 @@ crate::store::dual! {
                 }
             }
             bar.finish();
-            advance_identity(writer, table.name, columns).await?;
+            advance_sequences(writer, table, columns).await?;
         }
         reader.finish()?;
 
