@@ -27,7 +27,7 @@ fn moms(dir: &Path, database_url: Option<&str>, args: &[&str]) -> Output {
         .env_remove("MOMS_DATABASE_URL")
         .env_remove("MOMS_STORE__URL");
     if let Some(url) = database_url {
-        command.env("MOMS_STORE__URL", url);
+        command.env("MOMS_DATABASE_URL", url);
     }
     command.output().expect("moms runs")
 }

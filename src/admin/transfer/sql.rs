@@ -583,7 +583,7 @@ crate::store::dual! {
         }
         if !occupied.is_empty() {
             anyhow::bail!(
-                "the database is not empty ({}): import only into a fresh database — a new --data-dir, or a new, empty PostgreSQL database as store.url; `moms admin import` creates the schema itself, and `moms serve` or `moms migrate` with [[carriers]] configured would already write rows",
+                "the database is not empty ({}): import only into a fresh database — a new --data-dir, or a new, empty PostgreSQL database in MOMS_DATABASE_URL or store.url; `moms admin import` creates the schema itself, and `moms serve` or `moms migrate` with [[carriers]] configured would already write rows",
                 occupied.join(", ")
             );
         }
