@@ -425,7 +425,11 @@ crate::store::dual! {
     /// database would hand out ids that exist: an identity `id` column's
     /// (`pg_get_serial_sequence` is NULL for a plain `id`, and `setval(NULL,
     /// …)` does nothing), and the table's own sequence, only ever forward.
-    async fn advance_sequences(writer: &sqlx::Pool<Db>, table: &Table, columns: &[Column]) -> sqlx::Result<()> {
+    async fn advance_sequences(
+        writer: &sqlx::Pool<Db>,
+        table: &Table,
+        columns: &[Column],
+    ) -> sqlx::Result<()> {
         if !PG || !columns.iter().any(|c| c.name == "id") {
             return Ok(());
         }
@@ -538,20 +542,15 @@ crate::store::dual! {
         })
     }
 
-    /// Loads `file` into the empty database, proves the dump whole before
-    /// writing, and the database equal to it after.
-    pub(crate) async fn import(
-        pool: &sqlx::Pool<Db>,
-        writer: &sqlx::Pool<Db>,
+    /// Refuses a target of another schema version, of other columns, or
+    /// holding rows; the target's columns in the dump's order.
+    async fn check_target(
+        conn: &mut Conn,
+        header: &Header,
         file: &Path,
-        progress: &Progress,
-    ) -> anyhow::Result<Summary> {
-        let started = Instant::now();
-        let mut reader = DumpReader::open(file)?;
-        let header = reader.header().clone();
-        let mut conn = pool.acquire().await?;
-        check_tables(&mut conn).await?;
-        let known = schema_version(&mut conn).await?;
+    ) -> anyhow::Result<Vec<Vec<Column>>> {
+        check_tables(conn).await?;
+        let known = schema_version(conn).await?;
         if header.schema_version > known {
             anyhow::bail!(
                 "{} holds schema version {}, newer than this moms knows ({known}): import it with the moms version that exported it, or a newer one",
@@ -566,17 +565,14 @@ crate::store::dual! {
                 header.schema_version
             );
         }
-        check_table_list(&header, file)?;
+        check_table_list(header, file)?;
         let mut insert_columns = Vec::with_capacity(TABLES.len());
         for dumped in &header.tables {
-            insert_columns.push(match_columns(
-                dumped,
-                &columns(&mut conn, &dumped.name).await?,
-            )?);
+            insert_columns.push(match_columns(dumped, &columns(conn, &dumped.name).await?)?);
         }
         let mut occupied = Vec::new();
         for table in TABLES.iter().filter(|t| !t.seeded) {
-            let rows = count(&mut conn, table.name).await?;
+            let rows = count(conn, table.name).await?;
             if rows > 0 {
                 occupied.push(format!("{} has {rows} rows", table.name));
             }
@@ -587,7 +583,59 @@ crate::store::dual! {
                 occupied.join(", ")
             );
         }
-        drop(conn);
+        Ok(insert_columns)
+    }
+
+    /// Writes one table's rows from the dump, a batch per transaction.
+    async fn load_table(
+        writer: &sqlx::Pool<Db>,
+        reader: &mut DumpReader,
+        table: &Table,
+        columns: &[Column],
+        progress: &Progress,
+    ) -> anyhow::Result<()> {
+        let bar = progress.bar("importing", table.name, reader.begin_table()?.rows);
+        if table.seeded {
+            sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", quoted(table.name))))
+                .execute(writer)
+                .await?;
+        }
+        let mut batch = Vec::with_capacity(BATCH_ROWS);
+        loop {
+            let row = reader.next_row()?;
+            let end = row.is_none();
+            batch.extend(row);
+            if batch.len() == BATCH_ROWS || (end && !batch.is_empty()) {
+                insert_rows(writer, table.name, columns, &batch).await.with_context(|| {
+                    format!(
+                        "cannot import table {}; the database now holds part of the dump: start again with a fresh database",
+                        table.name
+                    )
+                })?;
+                bar.inc(batch.len() as u64);
+                batch.clear();
+            }
+            if end {
+                break;
+            }
+        }
+        bar.finish();
+        advance_sequences(writer, table, columns).await?;
+        Ok(())
+    }
+
+    /// Loads `file` into the empty database, proves the dump whole before
+    /// writing, and the database equal to it after.
+    pub(crate) async fn import(
+        pool: &sqlx::Pool<Db>,
+        writer: &sqlx::Pool<Db>,
+        file: &Path,
+        progress: &Progress,
+    ) -> anyhow::Result<Summary> {
+        let started = Instant::now();
+        let mut reader = DumpReader::open(file)?;
+        let header = reader.header().clone();
+        let insert_columns = check_target(&mut *pool.acquire().await?, &header, file).await?;
 
         // Prove the dump whole before writing a row of it.
         let total: u64 = header.tables.iter().map(|t| t.rows).sum();
@@ -597,35 +645,7 @@ crate::store::dual! {
 
         let mut reader = DumpReader::open(file)?;
         for (table, columns) in TABLES.iter().zip(&insert_columns) {
-            let rows = reader.begin_table()?.rows;
-            let bar = progress.bar("importing", table.name, rows);
-            if table.seeded {
-                sqlx::query(AssertSqlSafe(format!("DELETE FROM {}", quoted(table.name))))
-                    .execute(writer)
-                    .await?;
-            }
-            let batch_rows = BATCH_ROWS;
-            let mut batch = Vec::with_capacity(batch_rows);
-            loop {
-                let row = reader.next_row()?;
-                let end = row.is_none();
-                batch.extend(row);
-                if batch.len() == batch_rows || (end && !batch.is_empty()) {
-                    insert_rows(writer, table.name, columns, &batch).await.with_context(|| {
-                        format!(
-                            "cannot import table {}; the database now holds part of the dump: start again with a fresh database",
-                            table.name
-                        )
-                    })?;
-                    bar.inc(batch.len() as u64);
-                    batch.clear();
-                }
-                if end {
-                    break;
-                }
-            }
-            bar.finish();
-            advance_sequences(writer, table, columns).await?;
+            load_table(writer, &mut reader, table, columns, progress).await?;
         }
         reader.finish()?;
 
@@ -644,7 +664,7 @@ crate::store::dual! {
             "the overall checksum differs from the dump's"
         );
         Ok(Summary {
-            schema_version: known,
+            schema_version: header.schema_version,
             tallies: loaded,
             overall,
             elapsed: started.elapsed(),
