@@ -14,6 +14,7 @@ pub mod blast;
 pub mod rate;
 pub mod sandbox;
 
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -88,13 +89,43 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
         return Ok(0);
     }
     let table = app.carrier_table();
+    let mut hands = Vec::new();
     let steps: Vec<Step> = claimed
         .iter()
-        .map(|due| decide(app, &table, due, now))
+        .map(|due| decide(app, &table, due, now, &mut hands))
         .collect();
     let applied = app.store.record_steps(&steps).await?;
     after_commit(app, &table, &applied);
+    let moved: HashSet<i64> = applied.iter().map(|s| s.transaction_id()).collect();
+    for hand in hands {
+        hand.give(app, &moved);
+    }
     Ok(claimed.len())
+}
+
+/// A message for a connector, given once the step that moves it to the
+/// connector's stage is committed. Given before, the connector's report
+/// could be written first, find the message still in its old stage, and
+/// be dropped (the message then waits out the connector's lease).
+enum Hand {
+    Smpp(i64, crate::smpp::Job),
+    Mm7(crate::mm7::Job),
+}
+
+impl Hand {
+    /// Gives the message to its connector if its step was applied (a step
+    /// not applied left the message to whoever moved it meanwhile).
+    fn give(self, app: &App, moved: &HashSet<i64>) {
+        match self {
+            Hand::Smpp(carrier_id, job) if moved.contains(&job.transaction_id) => {
+                app.smpp.hand(carrier_id, job);
+            }
+            Hand::Mm7(job) if moved.contains(&job.transaction_id) => {
+                app.mm7.hand(job);
+            }
+            _ => {}
+        }
+    }
 }
 
 /// What is told to others once a step is committed.
@@ -125,19 +156,19 @@ pub(crate) fn after_commit(app: &App, table: &CarrierTable, applied: &[&Step]) {
 }
 
 /// The outcome for one claimed delivery.
-fn decide(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
+fn decide(app: &App, table: &CarrierTable, due: &Due, now: i64, hands: &mut Vec<Hand>) -> Step {
     match due.stage.as_str() {
         "submit" => match app
             .rates
             .take(due.client_id, due.campaign_id, Instant::now())
         {
-            Ok(()) => submit(app, table, due, now),
+            Ok(()) => submit(app, table, due, now, hands),
             // Over a rate limit: back in the queue until its slot, nothing recorded.
             Err(wait) => Step::wait(due, "submit", now + wait.as_millis() as i64 + 1),
         },
         "receipt" => receipt(due),
-        "smpp" => smpp_lease_ended(app, table, due, now),
-        "mm7" => mm7_lease_ended(app, table, due, now),
+        "smpp" => smpp_lease_ended(app, table, due, now, hands),
+        "mm7" => mm7_lease_ended(app, table, due, now, hands),
         "held" => fail(
             due,
             Code::ServerFailed,
@@ -160,7 +191,7 @@ fn decide(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
 }
 
 /// Hands a queued message to its carrier's connector.
-fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
+fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64, hands: &mut Vec<Hand>) -> Step {
     if now >= due.expires_ms {
         return fail(
             due,
@@ -183,10 +214,10 @@ fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
         );
     };
     if carrier.connector == "smpp" {
-        return to_smpp(app, &carrier, due, now);
+        return to_smpp(app, &carrier, due, now, hands);
     }
     if carrier.connector == "mm7" {
-        return to_mm7(app, &carrier, due, now);
+        return to_mm7(app, &carrier, due, now, hands);
     }
     if !carrier.is_sandbox() {
         let reason = format!(
@@ -218,7 +249,7 @@ fn submit(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
 /// How long a message waits for the node holding its carrier's bind.
 const NOT_SERVED_WAIT_MS: i64 = 1_000;
 
-fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
+fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Hand>) -> Step {
     let job = crate::smpp::Job {
         transaction_id: due.transaction_id,
         attempts: due.attempts,
@@ -227,26 +258,33 @@ fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
         recipient: due.recipient.clone(),
         body: due.body.clone(),
     };
-    if app.smpp.configured(carrier.id) && !app.smpp.serves(carrier.id) {
-        // Another node holds this carrier's binds (claims leave such
-        // messages alone; this one was claimed as its carrier changed, or
-        // while this node's lease was being taken): it waits for the holder.
-        return Step::wait(due, "submit", now + NOT_SERVED_WAIT_MS);
-    }
-    if !app.smpp.hand(carrier.id, job) {
+    if !app.smpp.configured(carrier.id) {
         let reason = format!(
             "carrier {} uses connector \"smpp\", but no [[smpp]] bind serves it",
             carrier.name
         );
         return fail(due, Code::ServerFailed, &reason, None);
     }
+    if !app.smpp.serves(carrier.id) {
+        // Another node holds this carrier's binds (claims leave such
+        // messages alone; this one was claimed as its carrier changed, or
+        // while this node's lease was being taken): it waits for the holder.
+        return Step::wait(due, "submit", now + NOT_SERVED_WAIT_MS);
+    }
+    hands.push(Hand::Smpp(carrier.id, job));
     Step::wait(due, "smpp", now + crate::smpp::LEASE_MS)
 }
 
 /// A message has been with the SMPP connector for a whole lease: still
 /// held (a bind is down or slow) it stays; lost (the process restarted) it
 /// is handed again, and only its unaccepted segments are sent.
-fn smpp_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
+fn smpp_lease_ended(
+    app: &App,
+    table: &CarrierTable,
+    due: &Due,
+    now: i64,
+    hands: &mut Vec<Hand>,
+) -> Step {
     if now >= due.expires_ms + crate::smpp::LEASE_MS {
         return fail(
             due,
@@ -258,28 +296,35 @@ fn smpp_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Ste
     if app.smpp.holds(due.transaction_id) {
         return Step::wait(due, "smpp", now + crate::smpp::LEASE_MS);
     }
-    submit(app, table, due, now)
+    submit(app, table, due, now, hands)
 }
 
 /// Hands a message to the MM7 connector, which records what becomes of it.
-fn to_mm7(app: &App, carrier: &Carrier, due: &Due, now: i64) -> Step {
+fn to_mm7(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Hand>) -> Step {
     let job = crate::mm7::Job {
         transaction_id: due.transaction_id,
         carrier_id: carrier.id,
     };
-    if !app.mm7.hand(job) {
+    if !app.mm7.serves(carrier.id) {
         let reason = format!(
             "carrier {} uses connector \"mm7\", but no [[mm7]] entry serves it",
             carrier.name
         );
         return fail(due, Code::ServerFailed, &reason, None);
     }
+    hands.push(Hand::Mm7(job));
     Step::wait(due, "mm7", now + crate::mm7::LEASE_MS)
 }
 
 /// A message has been with the MM7 connector for a whole lease: still held
 /// it stays; lost (the process restarted) it is handed again.
-fn mm7_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step {
+fn mm7_lease_ended(
+    app: &App,
+    table: &CarrierTable,
+    due: &Due,
+    now: i64,
+    hands: &mut Vec<Hand>,
+) -> Step {
     if now >= due.expires_ms + crate::mm7::LEASE_MS {
         return fail(
             due,
@@ -291,7 +336,7 @@ fn mm7_lease_ended(app: &App, table: &CarrierTable, due: &Due, now: i64) -> Step
     if app.mm7.holds(due.transaction_id) {
         return Step::wait(due, "mm7", now + crate::mm7::LEASE_MS);
     }
-    submit(app, table, due, now)
+    submit(app, table, due, now, hands)
 }
 
 /// Back to the worker's queue after a temporary error: an exponential

@@ -173,6 +173,11 @@ impl Connector {
         self.endpoints.get(&carrier_id)
     }
 
+    /// Whether an `[[mm7]]` entry serves the carrier.
+    pub fn serves(&self, carrier_id: i64) -> bool {
+        self.endpoints.contains_key(&carrier_id)
+    }
+
     /// Hands a message to its carrier's MMSC; false when no `[[mm7]]`
     /// entry names the carrier.
     pub fn hand(&self, job: Job) -> bool {

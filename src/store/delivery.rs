@@ -93,7 +93,7 @@ impl Step {
         }
     }
 
-    fn transaction_id(&self) -> i64 {
+    pub fn transaction_id(&self) -> i64 {
         match self {
             Step::Advance { transaction_id, .. } | Step::Finish { transaction_id, .. } => {
                 *transaction_id

@@ -19,6 +19,7 @@ mod list;
 mod mail;
 mod media;
 mod mms;
+mod nodes;
 mod privacy;
 mod promo;
 mod protocol;

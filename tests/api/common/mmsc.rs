@@ -156,14 +156,26 @@ impl Mmsc {
             &Address::Number(recipient.into()),
             mm_status,
         );
-        self.post(
-            moms_base,
-            carrier_id,
-            "text/xml; charset=utf-8",
-            xml.into_bytes(),
-            Some((IN_USER, IN_PASSWORD)),
-        )
-        .await
+        // As MMSCs do, a report answered 3000 (moms has not recorded the
+        // submission's answer yet) is sent again.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+        loop {
+            let (status, body) = self
+                .post(
+                    moms_base,
+                    carrier_id,
+                    "text/xml; charset=utf-8",
+                    xml.clone().into_bytes(),
+                    Some((IN_USER, IN_PASSWORD)),
+                )
+                .await;
+            if !body.contains("<StatusCode>3000</StatusCode>")
+                || std::time::Instant::now() >= deadline
+            {
+                return (status, body);
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        }
     }
 
     /// Posts a `DeliverReq` from `from` to `to` with a text part and, when

@@ -5,7 +5,9 @@
 //! inject messages from phones. Like a real SMSC it can keep every receipt
 //! until it is answered and send it again on the next bind, answer nothing
 //! at all, write bytes that are no PDU, and send receipts for ids it never
-//! gave.
+//! gave. It numbers its TCP sessions and records which one each bind and
+//! submit came on, and the most sessions ever bound at once (tests of
+//! several nodes sharing one bind).
 
 use std::collections::VecDeque;
 use std::str::FromStr;
@@ -49,6 +51,15 @@ pub struct Submitted {
     /// The id it was given, if accepted.
     pub id: Option<String>,
     /// When it arrived (and, if accepted, was acknowledged).
+    pub at: Instant,
+    /// The TCP session it came on: 1 for the first connection accepted, …
+    pub session: usize,
+}
+
+/// A bind accepted: on which TCP session, and when.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Bound {
+    pub session: usize,
     pub at: Instant,
 }
 
@@ -109,6 +120,12 @@ struct State {
     unanswered: std::collections::HashMap<u32, (String, String)>,
     /// Connections accepted, bound or not.
     accepted: usize,
+    /// Every bind accepted, in order.
+    bound_log: Vec<Bound>,
+    /// Sessions bound and not closed yet.
+    bound_now: Vec<usize>,
+    /// The most sessions ever bound at the same moment.
+    most_bound_at_once: usize,
 }
 
 /// What the SMSC writes on a connection.
@@ -255,6 +272,21 @@ impl Smsc {
         self.state.lock().unwrap().accepted
     }
 
+    /// Every bind accepted, with its session, in order.
+    pub fn bound_log(&self) -> Vec<Bound> {
+        self.state.lock().unwrap().bound_log.clone()
+    }
+
+    /// Sessions bound now (not closed by either side).
+    pub fn bound_now(&self) -> Vec<usize> {
+        self.state.lock().unwrap().bound_now.clone()
+    }
+
+    /// The most sessions that were ever bound at the same moment.
+    pub fn most_bound_at_once(&self) -> usize {
+        self.state.lock().unwrap().most_bound_at_once
+    }
+
     /// Receipts sent and not answered with status 0 yet.
     pub fn unanswered_receipts(&self) -> usize {
         self.state.lock().unwrap().unanswered.len()
@@ -346,21 +378,28 @@ async fn serve(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
             }
         }
     });
-    {
+    let session = {
         let mut s = state.lock().unwrap();
         s.accepted += 1;
         s.connections.push((out.clone(), kill.clone()));
-    }
+        s.accepted
+    };
     loop {
         let command = tokio::select! {
             command = stream.next() => command,
             _ = kill.cancelled() => None,
         };
         let Some(Ok(command)) = command else { break };
-        if !answer(&state, &out, command) {
+        if !answer(&state, &out, session, command) {
             break;
         }
     }
+    // Nothing more is read from this session: it no longer counts as bound.
+    state
+        .lock()
+        .unwrap()
+        .bound_now
+        .retain(|bound| *bound != session);
     // Let a last answer go out, then close both halves.
     tokio::time::sleep(Duration::from_millis(20)).await;
     kill.cancel();
@@ -373,7 +412,12 @@ async fn serve(socket: tokio::net::TcpStream, state: Arc<Mutex<State>>) {
 }
 
 /// Answers one command; false to close the connection.
-fn answer(state: &Arc<Mutex<State>>, out: &mpsc::UnboundedSender<Out>, command: Command) -> bool {
+fn answer(
+    state: &Arc<Mutex<State>>,
+    out: &mpsc::UnboundedSender<Out>,
+    session: usize,
+    command: Command,
+) -> bool {
     let sequence = command.sequence_number();
     let mute = state.lock().unwrap().behaviour.mute;
     let reply = |status: CommandStatus, pdu: Pdu| {
@@ -393,6 +437,12 @@ fn answer(state: &Arc<Mutex<State>>, out: &mpsc::UnboundedSender<Out>, command: 
             }
             s.binds
                 .push((u8::from(bind.interface_version), bind.system_id.to_string()));
+            s.bound_log.push(Bound {
+                session,
+                at: Instant::now(),
+            });
+            s.bound_now.push(session);
+            s.most_bound_at_once = s.most_bound_at_once.max(s.bound_now.len());
             reply(CommandStatus::EsmeRok, Pdu::BindTransceiverResp(resp));
             // What a store-and-forward SMSC still holds goes out again.
             let mut again: Vec<(String, String)> = s.unanswered.drain().map(|(_, r)| r).collect();
@@ -418,17 +468,21 @@ fn answer(state: &Arc<Mutex<State>>, out: &mpsc::UnboundedSender<Out>, command: 
         }
         Some(Pdu::SubmitSm(_)) if mute => {
             if let Some(Pdu::SubmitSm(submit)) = command.pdu() {
-                state.lock().unwrap().submits.push(record_of(submit));
+                state
+                    .lock()
+                    .unwrap()
+                    .submits
+                    .push(record_of(submit, session));
             }
         }
-        Some(Pdu::SubmitSm(submit)) => return submitted(state, out, sequence, submit),
+        Some(Pdu::SubmitSm(submit)) => return submitted(state, out, session, sequence, submit),
         _ => {}
     }
     true
 }
 
 /// A submit_sm as recorded, without an id yet.
-fn record_of(submit: &rusmpp::pdus::SubmitSm) -> Submitted {
+fn record_of(submit: &rusmpp::pdus::SubmitSm, session: usize) -> Submitted {
     Submitted {
         destination: submit.destination_addr.to_string(),
         source: submit.source_addr.to_string(),
@@ -437,18 +491,20 @@ fn record_of(submit: &rusmpp::pdus::SubmitSm) -> Submitted {
         short_message: submit.short_message().as_ref().to_vec(),
         id: None,
         at: Instant::now(),
+        session,
     }
 }
 
 fn submitted(
     state: &Arc<Mutex<State>>,
     out: &mpsc::UnboundedSender<Out>,
+    session: usize,
     sequence: u32,
     submit: &rusmpp::pdus::SubmitSm,
 ) -> bool {
     let mut s = state.lock().unwrap();
     let answer = s.behaviour.answers.pop_front().unwrap_or(Answer::Accept);
-    let mut record = record_of(submit);
+    let mut record = record_of(submit, session);
     match answer {
         Answer::Silent => {
             s.submits.push(record);
