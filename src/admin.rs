@@ -3,6 +3,7 @@
 //! reaches a running server through the store's change counter.
 
 pub mod carrier;
+pub mod transfer;
 
 use std::sync::Arc;
 
@@ -63,6 +64,16 @@ pub enum AdminCommand {
     Carrier {
         #[command(subcommand)]
         command: carrier::CarrierCommand,
+    },
+    /// Write the whole store to one file, to import elsewhere (SQLite or PostgreSQL)
+    Export {
+        /// The dump to write
+        file: std::path::PathBuf,
+    },
+    /// Load a dump made by `export` into this store, which must be empty
+    Import {
+        /// The dump to read
+        file: std::path::PathBuf,
     },
 }
 
@@ -189,6 +200,8 @@ pub async fn run(config: Config, command: AdminCommand, as_json: bool) -> anyhow
     match command {
         AdminCommand::Client { command } => client(&store, &config, command, as_json).await,
         AdminCommand::Carrier { command } => carrier::run(&store, &config, command, as_json).await,
+        AdminCommand::Export { file } => transfer::export(&store, &file, as_json).await,
+        AdminCommand::Import { file } => transfer::import(&store, &file, as_json).await,
         AdminCommand::Campaign {
             command:
                 CampaignCommand::Create {

@@ -27,5 +27,6 @@ mod smpp;
 mod system;
 mod tls;
 mod transaction;
+mod transfer;
 mod user;
 mod webhooks;

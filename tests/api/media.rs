@@ -54,7 +54,7 @@ fn png(side: u32) -> Vec<u8> {
 }
 
 /// The classic 1×1 transparent GIF.
-fn gif() -> Vec<u8> {
+pub(crate) fn gif() -> Vec<u8> {
     let mut out = b"GIF89a\x01\x00\x01\x00\x80\x00\x00\xff\xff\xff\x00\x00\x00".to_vec();
     out.extend_from_slice(
         b"!\xf9\x04\x01\x00\x00\x00\x00,\x00\x00\x00\x00\x01\x00\x01\x00\x00\x02\x02D\x01\x00;",
@@ -132,7 +132,7 @@ async fn upload(
 }
 
 /// Uploads `bytes` as `kind` and returns the content_id.
-async fn uploaded(
+pub(crate) async fn uploaded(
     server: &Server,
     creds: &Creds,
     kind: &str,
