@@ -383,7 +383,10 @@ async fn open_sqlite(config: &Config) -> anyhow::Result<Db> {
 async fn open_postgres(url: &str) -> anyhow::Result<Db> {
     let options = PgConnectOptions::from_str(url)
         .with_context(|| format!("store.url {:?} is not a PostgreSQL URL (postgres://user:password@host:5432/database)", redacted(url)))?
-        .application_name("moms");
+        .application_name("moms")
+        // Notices ("relation … already exists, skipping" at every start)
+        // are not worth a log line; warnings still are.
+        .options([("client_min_messages", "warning")]);
     let pool = PgPoolOptions::new()
         .max_connections(16)
         .min_connections(1)
