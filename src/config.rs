@@ -430,12 +430,7 @@ impl Config {
                 }
             }
         }
-        if let Some(at) = shown.store.url.find('@') {
-            // postgres://user:password@host → postgres://user:<redacted>@host
-            if let Some(colon) = shown.store.url[..at].rfind(':').filter(|c| *c > 12) {
-                shown.store.url.replace_range(colon + 1..at, "<redacted>");
-            }
-        }
+        shown.store.url = crate::store::redacted(&shown.store.url);
         toml::to_string_pretty(&shown).unwrap_or_default()
     }
 

@@ -67,32 +67,27 @@ impl<T: AsDb + ?Sized> AsDb for &T {
 /// `with_db!(store, |pool, writer| { … })`. See the module documentation.
 #[macro_export]
 macro_rules! with_db {
+    (@arm $helpers:ident, $db:ident, $pg:expr, $body:expr) => {{
+        #[allow(unused_imports)]
+        use $crate::store::$helpers as on;
+        #[allow(dead_code)]
+        type Db = ::sqlx::$db;
+        #[allow(dead_code)]
+        const PG: bool = $pg;
+        $body
+    }};
     ($store:expr, |$pool:ident, $writer:ident| $body:expr) => {
         match $crate::store::backend::AsDb::as_db(&$store) {
             #[allow(unused_variables)]
             $crate::store::Db::Sqlite {
                 pool: $pool,
                 writer: $writer,
-            } => {
-                #[allow(unused_imports)]
-                use $crate::store::on_sqlite as on;
-                #[allow(dead_code)]
-                type Db = ::sqlx::Sqlite;
-                #[allow(dead_code)]
-                const PG: bool = false;
-                $body
-            }
+            } => $crate::with_db!(@arm on_sqlite, Sqlite, false, $body),
             #[allow(unused_variables)]
             $crate::store::Db::Postgres { pool: $pool } => {
                 #[allow(unused_variables)]
                 let $writer = $pool;
-                #[allow(unused_imports)]
-                use $crate::store::on_postgres as on;
-                #[allow(dead_code)]
-                type Db = ::sqlx::Postgres;
-                #[allow(dead_code)]
-                const PG: bool = true;
-                $body
+                $crate::with_db!(@arm on_postgres, Postgres, true, $body)
             }
         }
     };
@@ -101,27 +96,21 @@ macro_rules! with_db {
 /// Compiles helper items once per database, into modules `sqlite` and
 /// `postgres` of the calling file. See the module documentation.
 macro_rules! dual {
+    (@module $module:ident, $helpers:ident, $db:ident, $conn:ident, $($row:ident)::+, $pg:expr, $($item:item)*) => {
+        pub(crate) mod $module {
+            #![allow(unused_imports, dead_code)]
+            use super::*;
+            use $crate::store::$helpers as on;
+            pub(crate) type Db = ::sqlx::$db;
+            pub(crate) type Conn = ::sqlx::$conn;
+            pub(crate) type DbRow = ::sqlx::$($row)::+;
+            pub(crate) const PG: bool = $pg;
+            $($item)*
+        }
+    };
     ($($item:item)*) => {
-        pub(crate) mod sqlite {
-            #![allow(unused_imports, dead_code)]
-            use super::*;
-            use $crate::store::on_sqlite as on;
-            pub(crate) type Db = ::sqlx::Sqlite;
-            pub(crate) type Conn = ::sqlx::SqliteConnection;
-            pub(crate) type DbRow = ::sqlx::sqlite::SqliteRow;
-            pub(crate) const PG: bool = false;
-            $($item)*
-        }
-        pub(crate) mod postgres {
-            #![allow(unused_imports, dead_code)]
-            use super::*;
-            use $crate::store::on_postgres as on;
-            pub(crate) type Db = ::sqlx::Postgres;
-            pub(crate) type Conn = ::sqlx::PgConnection;
-            pub(crate) type DbRow = ::sqlx::postgres::PgRow;
-            pub(crate) const PG: bool = true;
-            $($item)*
-        }
+        $crate::store::dual!(@module sqlite, on_sqlite, Sqlite, SqliteConnection, sqlite::SqliteRow, false, $($item)*);
+        $crate::store::dual!(@module postgres, on_postgres, Postgres, PgConnection, postgres::PgRow, true, $($item)*);
     };
 }
 pub(crate) use dual;

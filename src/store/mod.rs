@@ -402,7 +402,8 @@ async fn open_postgres(url: &str) -> anyhow::Result<Db> {
     Ok(Db::Postgres { pool })
 }
 
-/// A database URL fit for a log or an error: the password replaced.
+/// A database URL fit for a log or an error: the password replaced
+/// (`postgres://user:password@host` → `postgres://user:<redacted>@host`).
 pub fn redacted(url: &str) -> String {
     let mut shown = url.to_string();
     if let Some(at) = shown.find('@')
@@ -493,53 +494,35 @@ dual! {
     }
 }
 
-/// Every file's SQLite helpers, reached as `on::name` in store code.
-/// Public (its items are not) because `with_db!` names it wherever it is
-/// expanded, the integration tests included.
-#[doc(hidden)]
-pub mod on_sqlite {
-    pub(crate) use super::blast::sqlite::*;
-    pub(crate) use super::campaign::sqlite::*;
-    pub(crate) use super::carrier::sqlite::*;
-    pub(crate) use super::client::sqlite::*;
-    pub(crate) use super::delivery::sqlite::*;
-    pub(crate) use super::inbound::sqlite::*;
-    pub(crate) use super::keyword::sqlite::*;
-    pub(crate) use super::list::sqlite::*;
-    pub(crate) use super::media::sqlite::*;
-    pub(crate) use super::privacy::sqlite::*;
-    pub(crate) use super::sends::sqlite::*;
-    pub(crate) use super::smpp::sqlite::*;
-    pub(crate) use super::sqlite::*;
-    pub(crate) use super::transaction::sqlite::*;
-    pub(crate) use super::user::sqlite::*;
-    pub(crate) use super::webhook::sqlite::*;
-    pub(crate) use crate::inbound::sqlite::*;
+/// Every file's helpers of one database, reached as `on::name` in store
+/// code. Public (their items are not) because `with_db!` names them
+/// wherever it is expanded, the integration tests included.
+macro_rules! helpers_of {
+    ($module:ident, $db:ident) => {
+        #[doc(hidden)]
+        pub mod $module {
+            pub(crate) use super::blast::$db::*;
+            pub(crate) use super::campaign::$db::*;
+            pub(crate) use super::carrier::$db::*;
+            pub(crate) use super::client::$db::*;
+            pub(crate) use super::delivery::$db::*;
+            pub(crate) use super::inbound::$db::*;
+            pub(crate) use super::keyword::$db::*;
+            pub(crate) use super::list::$db::*;
+            pub(crate) use super::media::$db::*;
+            pub(crate) use super::privacy::$db::*;
+            pub(crate) use super::sends::$db::*;
+            pub(crate) use super::smpp::$db::*;
+            pub(crate) use super::transaction::$db::*;
+            pub(crate) use super::user::$db::*;
+            pub(crate) use super::webhook::$db::*;
+            pub(crate) use super::$db::*;
+            pub(crate) use crate::inbound::$db::*;
+        }
+    };
 }
-
-/// Every file's PostgreSQL helpers, reached as `on::name` in store code.
-/// Public (its items are not) because `with_db!` names it wherever it is
-/// expanded, the integration tests included.
-#[doc(hidden)]
-pub mod on_postgres {
-    pub(crate) use super::blast::postgres::*;
-    pub(crate) use super::campaign::postgres::*;
-    pub(crate) use super::carrier::postgres::*;
-    pub(crate) use super::client::postgres::*;
-    pub(crate) use super::delivery::postgres::*;
-    pub(crate) use super::inbound::postgres::*;
-    pub(crate) use super::keyword::postgres::*;
-    pub(crate) use super::list::postgres::*;
-    pub(crate) use super::media::postgres::*;
-    pub(crate) use super::postgres::*;
-    pub(crate) use super::privacy::postgres::*;
-    pub(crate) use super::sends::postgres::*;
-    pub(crate) use super::smpp::postgres::*;
-    pub(crate) use super::transaction::postgres::*;
-    pub(crate) use super::user::postgres::*;
-    pub(crate) use super::webhook::postgres::*;
-    pub(crate) use crate::inbound::postgres::*;
-}
+helpers_of!(on_sqlite, sqlite);
+helpers_of!(on_postgres, postgres);
 
 /// The hot paths' thread for a SQLite file; `None` (sqlx only) for an
 /// in-memory database or when it cannot be opened.
