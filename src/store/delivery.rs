@@ -565,15 +565,6 @@ dual! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
-
-    async fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::load(None).expect("defaults");
-        config.data_dir = dir.path().to_path_buf();
-        let store = Store::open(&config).await.expect("store");
-        (dir, store)
-    }
 
     /// Queues transactions 1..=n, each due for submission with two history
     /// events, as an accepted send leaves them.
@@ -667,7 +658,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_mixed_batch_is_applied_except_where_the_stage_changed() {
-        let (_dir, store) = open().await;
+        let (_dir, store) = crate::store::test_store().await;
         seed(&store, 8).await;
         let (first, second) = (blast(&store).await, blast(&store).await);
         let mut with_callback = finish(2, "submit", 1, Some(first));
@@ -751,7 +742,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_second_step_for_the_same_delivery_is_not_applied() {
-        let (_dir, store) = open().await;
+        let (_dir, store) = crate::store::test_store().await;
         seed(&store, 1).await;
         let steps = vec![advance(1, "submit", 5_000), finish(1, "submit", 1, None)];
         let applied = store.record_steps(&steps).await.expect("recorded");
@@ -763,7 +754,7 @@ mod tests {
 
     #[tokio::test]
     async fn batches_beyond_the_bound_value_limit_are_split() {
-        let (_dir, store) = open().await;
+        let (_dir, store) = crate::store::test_store().await;
         // 9,000 moves (4 values a row) and 17,000 ends (2 a row) each
         // exceed what one statement can bind.
         seed(&store, 26_000).await;
@@ -816,7 +807,7 @@ mod tests {
 
     #[tokio::test]
     async fn claims_take_clients_in_turns() {
-        let (_dir, store) = open().await;
+        let (_dir, store) = crate::store::test_store().await;
         seed(&store, 1000).await;
         // Transactions 1..=990 are one client's blast, due first; 991..=1000
         // belong to ten other clients, due later.

@@ -60,15 +60,10 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-    use crate::store::Store;
 
     #[tokio::test]
     async fn one_holder_at_a_time_until_the_lease_lapses() {
-        let dir = tempfile::tempdir().expect("dir");
-        let mut config = Config::load(None).expect("defaults");
-        config.data_dir = dir.path().to_path_buf();
-        let store = Store::open(&config).await.expect("store");
+        let (_dir, store) = crate::store::test_store().await;
         let name = "smpp:3:0";
         assert!(store.take_lease(name, "a", 1_000, 500).await.unwrap());
         assert!(!store.take_lease(name, "b", 1_200, 500).await.unwrap());

@@ -316,6 +316,17 @@ impl Store {
     }
 }
 
+/// A store on a fresh SQLite file, for unit tests; the folder goes with
+/// the returned guard.
+#[cfg(test)]
+pub(crate) async fn test_store() -> (tempfile::TempDir, Store) {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let mut config = Config::load(None).expect("defaults");
+    config.data_dir = dir.path().to_path_buf();
+    let store = Store::open(&config).await.expect("store");
+    (dir, store)
+}
+
 /// The SQLite pool unit tests inspect rows through.
 #[cfg(test)]
 pub(crate) fn test_sqlite(store: &Store) -> &SqlitePool {

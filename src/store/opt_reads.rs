@@ -92,15 +92,10 @@ async fn read(db: &super::Db, batch: &[Lookup]) -> sqlx::Result<HashMap<(String,
 
 #[cfg(test)]
 mod tests {
-    use crate::config::Config;
-    use crate::store::Store;
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_lookups_each_get_their_own_status() {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::load(None).expect("defaults");
-        config.data_dir = dir.path().to_path_buf();
-        let store = Store::open(&config).await.expect("store");
+        let (_dir, store) = crate::store::test_store().await;
         sqlx::query(
             "INSERT INTO opt_status (number, campaign_id, status, updated_at) VALUES
              ('13105550100', 1, 1, 0), ('13105550100', 2, -2, 0), ('13105550101', 1, 0, 0)",

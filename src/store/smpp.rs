@@ -406,17 +406,6 @@ mod on_thread {
 /// bound values a row, well under SQLite's limit of 32,766.
 const ROWS_PER_STATEMENT: usize = 4_000;
 
-/// Notes that a segment has its final receipt now.
-fn mark_finished(segments: &mut HashMap<String, Vec<(i64, i64, bool, i64)>>, t: i64, s: i64) {
-    for found in segments.values_mut() {
-        for (transaction_id, segment, finished, _) in found.iter_mut() {
-            if *transaction_id == t && *segment == s {
-                *finished = true;
-            }
-        }
-    }
-}
-
 dual! {
 
     /// What `smpp_record` writes, in a few set-based statements: the
@@ -517,23 +506,25 @@ dual! {
                 ));
             }
         }
-        for (t, s, ..) in &outcomes {
-            mark_finished(&mut segments, *t, *s);
-        }
+        // Segments given their final receipt by this batch so far.
+        let mut finished_now: std::collections::HashSet<(i64, i64)> =
+            outcomes.iter().map(|(t, s, ..)| (*t, *s)).collect();
         let mut unmatched: Vec<&ReceiptRow> = Vec::new();
         for receipt in receipts {
             let found = receipt.candidates.iter().enumerate().find_map(|(index, id)| {
                 segments
                     .get(id)?
                     .iter()
-                    .filter(|(.., finished, _)| index == 0 || !finished)
+                    .filter(|(t, s, finished, _)| {
+                        index == 0 || !(*finished || finished_now.contains(&(*t, *s)))
+                    })
                     .max_by_key(|(.., accepted_ms)| *accepted_ms)
                     .map(|(t, s, ..)| (*t, *s))
             });
             match found {
                 Some((transaction_id, segment)) => {
                     outcomes.push((transaction_id, segment, receipt.stat.clone(), receipt.delivered));
-                    mark_finished(&mut segments, transaction_id, segment);
+                    finished_now.insert((transaction_id, segment));
                     touched.insert(transaction_id);
                 }
                 None => unmatched.push(receipt),
@@ -602,16 +593,7 @@ dual! {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Config;
     use crate::smpp::receipt::candidates;
-
-    async fn open() -> (tempfile::TempDir, Store) {
-        let dir = tempfile::tempdir().expect("temp dir");
-        let mut config = Config::load(None).expect("defaults");
-        config.data_dir = dir.path().to_path_buf();
-        let store = Store::open(&config).await.expect("store");
-        (dir, store)
-    }
 
     fn accepted(transaction_id: i64, id: &str) -> AcceptedSegment {
         AcceptedSegment {
@@ -642,7 +624,7 @@ mod tests {
 
     #[tokio::test]
     async fn an_early_receipt_waits_for_its_own_id_rather_than_another_reading_of_it() {
-        let (_dir, store) = open().await;
+        let (_dir, store) = crate::store::test_store().await;
         // An old message whose id is the hex reading of the decimal "129187".
         store
             .smpp_record(&[accepted(1, "1f8a3")], &[delivered("1F8A3")])
@@ -668,7 +650,7 @@ mod tests {
 
     #[tokio::test]
     async fn receipts_that_never_found_their_message_are_dropped_after_the_cutoff() {
-        let (_dir, store) = open().await;
+        let (_dir, store) = crate::store::test_store().await;
         store
             .smpp_record(&[], &[delivered("777001")])
             .await
