@@ -110,20 +110,24 @@ impl super::Store {
                  RETURNING id, url, content_type, body, attempts,
                            COALESCE((SELECT callback_secret FROM clients WHERE clients.id = webhooks.client_id), '') AS secret"
             };
-            // Nodes claim in turns (one statement, so SQLite's one writer
-            // already does): a node that claimed beside another would not
-            // see the other's leased rows as blockers, and could take a
-            // URL's later callbacks while its earlier ones are in flight.
-            let mut tx = on::begin_exclusive(writer, super::Exclusive::Callbacks).await?;
-            let mut rows: Vec<(i64, String, String, String, i64, String)> = sqlx::query_as(sql)
+            let query = sqlx::query_as(sql)
                 .bind(lease_ms)
                 .bind(now_ms())
                 .bind(max_attempts)
                 .bind(limit)
-                .bind(mail)
-                .fetch_all(&mut *tx)
-                .await?;
-            tx.commit().await?;
+                .bind(mail);
+            // Nodes sharing PostgreSQL claim in turns: a node claiming beside
+            // another would not see the other's leased rows as blockers, and
+            // could take a URL's later callbacks while its earlier ones are
+            // in flight. On SQLite the one statement is its own turn.
+            let mut rows: Vec<(i64, String, String, String, i64, String)> = if PG {
+                let mut tx = on::begin_exclusive(writer, super::Exclusive::Callbacks).await?;
+                let rows = query.fetch_all(&mut *tx).await?;
+                tx.commit().await?;
+                rows
+            } else {
+                query.fetch_all(writer).await?
+            };
             // RETURNING gives no order; posts go in queue order.
             rows.sort_unstable_by_key(|row| row.0);
             Ok(rows
