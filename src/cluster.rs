@@ -66,22 +66,14 @@ impl Lease {
             if *stop.borrow() {
                 return false;
             }
-            let store = &self.app.store;
-            match store
-                .take_lease(&self.name, &self.app.node, now_ms(), self.lease_ms())
-                .await
-            {
-                Ok(true) => {
-                    tracing::info!(lease = %self.name, node = %self.app.node, "lease taken");
-                    return true;
-                }
-                Ok(false) if !waiting => {
-                    waiting = true;
-                    let holder = store.lease(&self.name).await.ok().flatten();
-                    tracing::info!(lease = %self.name, holder = ?holder.map(|h| h.0), "lease held by another node; waiting");
-                }
-                Ok(false) => {}
-                Err(error) => tracing::warn!(lease = %self.name, %error, "cannot take the lease"),
+            if self.try_take().await {
+                tracing::info!(lease = %self.name, node = %self.app.node, "lease taken");
+                return true;
+            }
+            if !waiting {
+                waiting = true;
+                let holder = self.app.store.lease(&self.name).await.ok().flatten();
+                tracing::info!(lease = %self.name, holder = ?holder.map(|h| h.0), "lease held by another node; waiting");
             }
             tokio::select! {
                 _ = tokio::time::sleep(self.renew_every()) => {}
@@ -93,17 +85,21 @@ impl Lease {
     /// Takes or renews the lease once; false while another node holds it
     /// (or the store cannot say).
     pub async fn try_take(&self) -> bool {
-        let store = &self.app.store;
-        match store
-            .take_lease(&self.name, &self.app.node, now_ms(), self.lease_ms())
-            .await
-        {
+        match self.attempt(now_ms()).await {
             Ok(taken) => taken,
             Err(error) => {
                 tracing::warn!(lease = %self.name, %error, "cannot take the lease");
                 false
             }
         }
+    }
+
+    /// One take or renewal of the lease, as of `now_ms`.
+    async fn attempt(&self, now_ms: i64) -> sqlx::Result<bool> {
+        let app = &self.app;
+        app.store
+            .take_lease(&self.name, &app.node, now_ms, self.lease_ms())
+            .await
     }
 
     fn renew_every(&self) -> Duration {
@@ -122,12 +118,7 @@ impl Lease {
                 _ = stop.changed() => break,
             }
             let now = now_ms();
-            match self
-                .app
-                .store
-                .take_lease(&self.name, &self.app.node, now, self.lease_ms())
-                .await
-            {
+            match self.attempt(now).await {
                 Ok(true) => held_until = now + self.lease_ms(),
                 Ok(false) => {
                     tracing::warn!(lease = %self.name, "lease lost to another node");

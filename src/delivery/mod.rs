@@ -167,8 +167,7 @@ fn decide(app: &App, table: &CarrierTable, due: &Due, now: i64, hands: &mut Vec<
             Err(wait) => Step::wait(due, "submit", now + wait.as_millis() as i64 + 1),
         },
         "receipt" => receipt(due),
-        "smpp" => smpp_lease_ended(app, table, due, now, hands),
-        "mm7" => mm7_lease_ended(app, table, due, now, hands),
+        "smpp" | "mm7" => lease_ended(app, table, due, now, hands),
         "held" => fail(
             due,
             Code::ServerFailed,
@@ -275,30 +274,6 @@ fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Ha
     Step::wait(due, "smpp", now + crate::smpp::LEASE_MS)
 }
 
-/// A message has been with the SMPP connector for a whole lease: still
-/// held (a bind is down or slow) it stays; lost (the process restarted) it
-/// is handed again, and only its unaccepted segments are sent.
-fn smpp_lease_ended(
-    app: &App,
-    table: &CarrierTable,
-    due: &Due,
-    now: i64,
-    hands: &mut Vec<Hand>,
-) -> Step {
-    if now >= due.expires_ms + crate::smpp::LEASE_MS {
-        return fail(
-            due,
-            Code::ServerFailed,
-            "the SMSC did not take the message before the validity period ended",
-            None,
-        );
-    }
-    if app.smpp.holds(due.transaction_id) {
-        return Step::wait(due, "smpp", now + crate::smpp::LEASE_MS);
-    }
-    submit(app, table, due, now, hands)
-}
-
 /// Hands a message to the MM7 connector, which records what becomes of it.
 fn to_mm7(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Hand>) -> Step {
     let job = crate::mm7::Job {
@@ -316,25 +291,31 @@ fn to_mm7(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Han
     Step::wait(due, "mm7", now + crate::mm7::LEASE_MS)
 }
 
-/// A message has been with the MM7 connector for a whole lease: still held
-/// it stays; lost (the process restarted) it is handed again.
-fn mm7_lease_ended(
+/// A message has been with a connector (`smpp` or `mm7`, its stage) for a
+/// whole lease: still held (a bind is down, a peer slow) it stays; lost
+/// (the process restarted) it is handed again (over SMPP only its
+/// unaccepted segments are sent).
+fn lease_ended(
     app: &App,
     table: &CarrierTable,
     due: &Due,
     now: i64,
     hands: &mut Vec<Hand>,
 ) -> Step {
-    if now >= due.expires_ms + crate::mm7::LEASE_MS {
-        return fail(
-            due,
-            Code::ServerFailed,
-            "the MMSC did not take the message before the validity period ended",
-            None,
-        );
+    let (stage, lease_ms, held, peer) = if due.stage == "mm7" {
+        let held = app.mm7.holds(due.transaction_id);
+        ("mm7", crate::mm7::LEASE_MS, held, "MMSC")
+    } else {
+        let held = app.smpp.holds(due.transaction_id);
+        ("smpp", crate::smpp::LEASE_MS, held, "SMSC")
+    };
+    if now >= due.expires_ms + lease_ms {
+        let reason =
+            format!("the {peer} did not take the message before the validity period ended");
+        return fail(due, Code::ServerFailed, &reason, None);
     }
-    if app.mm7.holds(due.transaction_id) {
-        return Step::wait(due, "mm7", now + crate::mm7::LEASE_MS);
+    if held {
+        return Step::wait(due, stage, now + lease_ms);
     }
     submit(app, table, due, now, hands)
 }
