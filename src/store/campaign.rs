@@ -89,28 +89,19 @@ impl Store {
             if check_name && on::name_taken(&mut tx, c.client_id, &c.name, None).await? {
                 return Ok(Err(Conflict::NameTaken));
             }
-            let id: i64 = sqlx::query_scalar(
+            let query = sqlx::query(
                 "INSERT INTO campaigns (id, client_id, name, type, sender, keyword, callback_url, callback_format,
                  opt_in, require_names, help_message, stop_message, mms_fallback, created_at)
                  VALUES ((SELECT COALESCE(MAX(id) + 1, 20001) FROM campaigns WHERE id >= 20001),
                          $1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
                  RETURNING id",
             )
-            .bind(c.client_id)
-            .bind(&c.name)
-            .bind(&c.kind)
-            .bind(&c.sender)
-            .bind(&c.keyword)
-            .bind(&c.callback_url)
-            .bind(&c.callback_format)
-            .bind(&c.opt_in)
-            .bind(c.require_names as i64)
-            .bind(&c.help_message)
-            .bind(&c.stop_message)
-            .bind(&c.mms_fallback)
-            .bind(super::now())
-            .fetch_one(&mut *tx)
-            .await?;
+            .bind(c.client_id);
+            let id: i64 = on::bind_settings(query, c)
+                .bind(super::now())
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
             if !on::set_master(&mut tx, id, master_of(c, shortcode)).await? {
                 return Ok(Err(Conflict::KeywordTaken));
             }
@@ -132,26 +123,16 @@ impl Store {
             if on::name_taken(&mut tx, c.client_id, &c.name, Some(c.id)).await? {
                 return Ok(Err(Conflict::NameTaken));
             }
-            sqlx::query(
+            let query = sqlx::query(
                 "UPDATE campaigns SET name = $1, type = $2, sender = $3, keyword = $4, callback_url = $5,
                  callback_format = $6, opt_in = $7, require_names = $8, help_message = $9, stop_message = $10,
                  mms_fallback = $11
                  WHERE id = $12 AND destroyed_at IS NULL",
-            )
-            .bind(&c.name)
-            .bind(&c.kind)
-            .bind(&c.sender)
-            .bind(&c.keyword)
-            .bind(&c.callback_url)
-            .bind(&c.callback_format)
-            .bind(&c.opt_in)
-            .bind(c.require_names as i64)
-            .bind(&c.help_message)
-            .bind(&c.stop_message)
-            .bind(&c.mms_fallback)
-            .bind(c.id)
-            .execute(&mut *tx)
-            .await?;
+            );
+            on::bind_settings(query, c)
+                .bind(c.id)
+                .execute(&mut *tx)
+                .await?;
             if !on::set_master(&mut tx, c.id, master_of(c, shortcode)).await? {
                 return Ok(Err(Conflict::KeywordTaken));
             }
@@ -217,6 +198,26 @@ fn master_of<'a>(c: &'a Campaign, shortcode: Option<&'a str>) -> Option<(&'a str
 }
 
 dual! {
+    /// Binds a campaign's settings, in the order both its INSERT and its
+    /// UPDATE name them.
+    pub(crate) fn bind_settings<'q>(
+        query: sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments>,
+        c: &'q Campaign,
+    ) -> sqlx::query::Query<'q, Db, <Db as sqlx::Database>::Arguments> {
+        query
+            .bind(&c.name)
+            .bind(&c.kind)
+            .bind(&c.sender)
+            .bind(&c.keyword)
+            .bind(&c.callback_url)
+            .bind(&c.callback_format)
+            .bind(&c.opt_in)
+            .bind(c.require_names as i64)
+            .bind(&c.help_message)
+            .bind(&c.stop_message)
+            .bind(&c.mms_fallback)
+    }
+
     pub(crate) fn campaign_from_row(row: &DbRow) -> sqlx::Result<Campaign> {
         Ok(Campaign {
             id: row.try_get("id")?,
