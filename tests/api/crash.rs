@@ -46,23 +46,9 @@ poll_millis = 20
 [fetch]
 allow_private_networks = true
 {store}{extra}
-[[smpp]]
-carrier_id = 2
-host = "127.0.0.1"
-port = {port}
-system_id = "moms"
-password = "secret"
-response_timeout_secs = 2
-enquire_link_secs = 5
-
-[[carriers]]
-id = 2
-name = "SMSC Wireless"
-prefixes = ["1"]
-connector = "smpp"
-"#,
-        port = smsc.port,
+{smsc}"#,
         store = store_section(dir),
+        smsc = smsc_sections(smsc.port, ""),
     );
     std::fs::write(&path, text).unwrap();
     path
@@ -174,7 +160,30 @@ impl Drop for Moms {
     }
 }
 
-fn env_number(name: &str, default: usize) -> usize {
+/// One `[[smpp]]` bind (with `bind_extra` lines) to the fake SMSC on
+/// `port`, and carrier 2 on it.
+pub(crate) fn smsc_sections(port: u16, bind_extra: &str) -> String {
+    format!(
+        r#"
+[[smpp]]
+carrier_id = 2
+host = "127.0.0.1"
+port = {port}
+system_id = "moms"
+password = "secret"
+response_timeout_secs = 2
+enquire_link_secs = 5
+{bind_extra}
+[[carriers]]
+id = 2
+name = "SMSC Wireless"
+prefixes = ["1"]
+connector = "smpp"
+"#
+    )
+}
+
+pub(crate) fn env_number(name: &str, default: usize) -> usize {
     std::env::var(name)
         .ok()
         .and_then(|v| v.parse().ok())
@@ -182,7 +191,7 @@ fn env_number(name: &str, default: usize) -> usize {
 }
 
 /// What became of one send request.
-enum Sent {
+pub(crate) enum Sent {
     /// Answered with code 1: the message id.
     Accepted(i64),
     /// Answered with another code.
@@ -191,7 +200,7 @@ enum Sent {
     Cut,
 }
 
-async fn send_one(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> Sent {
+pub(crate) async fn send_one(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> Sent {
     let response = http
         .post(format!("{base}/moms/transaction.send"))
         .header("content-type", "application/x-www-form-urlencoded")

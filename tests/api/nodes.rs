@@ -21,7 +21,7 @@ use sqlx::PgPool;
 
 use crate::common::smsc::{Smsc, Submitted};
 use crate::common::*;
-use crate::crash::Moms;
+use crate::crash::{Moms, Sent, env_number, send_one, smsc_sections};
 
 /// The nodes' names, `cluster.node` of each.
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
@@ -97,27 +97,7 @@ impl Database {
 /// on one connection, the same bind on every node.
 fn write_config(dir: &Path, database: &Database, node: &str, smsc: Option<&Smsc>) -> PathBuf {
     let smpp = smsc.map_or(String::new(), |smsc| {
-        format!(
-            r#"
-[[smpp]]
-carrier_id = 2
-host = "127.0.0.1"
-port = {port}
-system_id = "moms"
-password = "secret"
-binds = 1
-window = {WINDOW}
-response_timeout_secs = 2
-enquire_link_secs = 5
-
-[[carriers]]
-id = 2
-name = "SMSC Wireless"
-prefixes = ["1"]
-connector = "smpp"
-"#,
-            port = smsc.port
-        )
+        smsc_sections(smsc.port, &format!("binds = 1\nwindow = {WINDOW}\n"))
     });
     let text = format!(
         r#"demo = false
@@ -187,16 +167,6 @@ async fn bind_holder(pool: &PgPool) -> Option<String> {
         .unwrap()
 }
 
-/// What became of one send request.
-enum Sent {
-    /// Answered with code 1: the message id.
-    Accepted(i64),
-    /// Answered with another code.
-    Refused(u16),
-    /// No answer: the node died with the request open.
-    Cut,
-}
-
 async fn send(http: &reqwest::Client, base: &str, creds: &Creds, campaign: &str, to: &str) -> Sent {
     let form = [
         ("client_id", creds.client_id.as_str()),
@@ -205,33 +175,7 @@ async fn send(http: &reqwest::Client, base: &str, creds: &Creds, campaign: &str,
         ("to", to),
         ("message", "nodes test"),
     ];
-    let response = http
-        .post(format!("{base}/moms/transaction.send"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded_pairs(&form))
-        .send()
-        .await;
-    let Ok(response) = response else {
-        return Sent::Cut;
-    };
-    let Ok(resp) = response.text().await.map(|body| Resp {
-        status: 200,
-        headers: Default::default(),
-        body,
-    }) else {
-        return Sent::Cut;
-    };
-    match resp.code() {
-        1 => Sent::Accepted(resp.xml().text_of("message_id").parse().unwrap()),
-        code => Sent::Refused(code),
-    }
-}
-
-fn env_number(name: &str, default: usize) -> usize {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
+    send_one(http, base, &form).await
 }
 
 /// The number of message `n`.
