@@ -302,6 +302,27 @@ pub async fn address(
     number: &PhoneNumber,
     input: &str,
 ) -> Result<AddressOk, ApiError> {
+    let opt = app
+        .store
+        .opt_status_of(number.digits(), composed.campaign.id)
+        .await?;
+    address_given(app, composed, number, input, opt, &mut MmsRoutes::new()).await
+}
+
+/// The MMS route of each carrier met so far ([`mms_route`]): the members of
+/// one blast page share them instead of reading the media once each.
+pub type MmsRoutes = std::collections::HashMap<i64, Result<Option<String>, ApiError>>;
+
+/// [`address`] with the number's opt status already read (`None`: UNSEEN),
+/// as a blast reads a whole page's at once.
+pub async fn address_given(
+    app: &App,
+    composed: &Composed,
+    number: &PhoneNumber,
+    input: &str,
+    opt: Option<i64>,
+    routes: &mut MmsRoutes,
+) -> Result<AddressOk, ApiError> {
     let table = app.carrier_table();
     let carrier = table.resolve(number);
     let sandbox_fixed = TestNumber::of(number) == Some(TestNumber::FixedLine)
@@ -313,10 +334,6 @@ pub async fn address(
             carrier: None,
         }));
     }
-    let opt = app
-        .store
-        .opt_status_of(number.digits(), composed.campaign.id)
-        .await?;
     let just_number = || UserInfo {
         number: number.digits().to_string(),
         ..UserInfo::default()
@@ -338,7 +355,14 @@ pub async fn address(
         return Err(ApiError::new(Code::Blacklisted).with_user(with_carrier));
     }
     let fallback_url = if composed.kind == "mms" {
-        mms_route(app, composed, &carrier).await?
+        match routes.get(&carrier.id) {
+            Some(route) => route.clone()?,
+            None => {
+                let route = mms_route(app, composed, &carrier).await;
+                routes.insert(carrier.id, route.clone());
+                route?
+            }
+        }
     } else {
         None
     };

@@ -2,14 +2,13 @@
 //! (spec sections 5.5 and 6.3).
 //!
 //! Each step takes one page of members of every blast still queueing, in
-//! number order from the blast's cursor, checks each member as
-//! transaction.send would (`api::transaction::address`: opted-out and
-//! otherwise refused members are skipped and counted), and hands the
-//! page's transactions to the send batcher, which commits them together.
-//! Then the cursor moves past the page. Each member's transaction carries
-//! an idempotency key made of the blast and the number, so a crash between
-//! those two commits makes the next step re-send the page without sending
-//! anything twice (the batcher answers a known key with the first answer).
+//! number order from the blast's cursor, with their opt statuses in the
+//! same read; checks each member as transaction.send would
+//! (`api::transaction::address_given`: opted-out and otherwise refused
+//! members are skipped and counted); and commits the page's transactions
+//! together with the cursor's move past the page. A crash leaves a page
+//! queued whole or not at all, so no member is sent twice and none is
+//! missed, without a per-member key to look up.
 //!
 //! When every queued transaction has ended (the delivery worker counts
 //! `sent` and `failed` on the blast), the blast is done and its callback of
@@ -27,17 +26,17 @@ use crate::api::blast::is_email_address;
 use crate::api::envelope::Reply;
 use crate::api::error::Code;
 use crate::api::transaction::{
-    AddressOk, Composed, OptIn, address, expires_ms, new_transaction, opt_in_prompt,
+    Composed, MmsRoutes, OptIn, address_given, expires_ms, new_transaction, opt_in_prompt,
 };
 use crate::app::App;
 use crate::domain::phone::PhoneNumber;
 use crate::mail::Mail;
-use crate::store::blast::Blast;
-use crate::store::sends::{NewTransaction, Rejected};
+use crate::store::blast::{Blast, BlastPage};
 use crate::store::webhook::NewWebhook;
 
-/// Members turned into transactions per step and blast.
-const PAGE: i64 = 500;
+/// Members turned into transactions per step and blast: one read and one
+/// commit each.
+const PAGE: i64 = 5_000;
 
 /// What list.send composed, kept as JSON in `blasts.request`; the
 /// campaign is looked up again when members are queued.
@@ -129,35 +128,45 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
 async fn queue_page(app: &App, blast: &Blast) -> anyhow::Result<bool> {
     let members = app
         .store
-        .list_members_after(blast.list_id, &blast.cursor, PAGE)
+        .blast_members(blast.list_id, blast.campaign_id, &blast.cursor, PAGE)
         .await?;
-    let Some(last) = members.last() else {
+    let Some((last, _)) = members.last() else {
         app.store.blast_all_queued(blast.id).await?;
         return Ok(true);
     };
-    let composed = composed_of(app, blast).await?;
-    let mut skipped = 0;
-    let mut sends = Vec::with_capacity(members.len());
-    for member in &members {
-        let Some(composed) = &composed else {
-            skipped += 1;
-            continue;
-        };
+    let mut page = BlastPage {
+        blast_id: blast.id,
+        from: blast.cursor.clone(),
+        to: last.clone(),
+        ..BlastPage::default()
+    };
+    let Some(composed) = composed_of(app, blast).await? else {
+        page.skipped = members.len() as i64;
+        return Ok(app.store.queue_blast_page(page).await?.is_some());
+    };
+    let expires_ms = expires_ms(app);
+    let mut routes = MmsRoutes::new();
+    for (member, opt) in &members {
         let number = PhoneNumber::from_e164_digits(member);
-        match address(app, composed, &number, member).await {
-            Ok(ok) => sends.push(member_transaction(app, blast, composed, &number, &ok)),
+        match address_given(app, &composed, &number, member, *opt, &mut routes).await {
+            Ok(ok) => {
+                let mut transaction = new_transaction(&composed, &number, member, &ok, expires_ms);
+                transaction.blast_id = Some(blast.id);
+                if ok.opt_in == (OptIn::Hold { prompt: true }) {
+                    page.prompts
+                        .push(opt_in_prompt(&transaction, &composed.campaign.name, None));
+                }
+                page.sends.push(transaction);
+            }
             Err(error) if error.code == Code::Internal => {
                 anyhow::bail!("checking {member} failed");
             }
-            Err(_) => skipped += 1,
+            Err(_) => page.skipped += 1,
         }
     }
-    let (queued, refused) = accept_all(app, blast, composed.as_ref(), sends).await?;
-    let moved = app
-        .store
-        .blast_page_done(blast.id, &blast.cursor, last, queued, skipped + refused)
-        .await?;
-    Ok(moved)
+    let queued = app.store.queue_blast_page(page).await?;
+    app.delivery_wake.notify_one();
+    Ok(queued.is_some())
 }
 
 /// The send rebuilt for members; `None` when the campaign is gone (every
@@ -182,74 +191,6 @@ async fn composed_of(app: &App, blast: &Blast) -> anyhow::Result<Option<Composed
         callback: String::new(),
         udp: request.udp,
     }))
-}
-
-/// One member's transaction, keyed so that queueing it again is harmless.
-fn member_transaction(
-    app: &App,
-    blast: &Blast,
-    composed: &Composed,
-    number: &PhoneNumber,
-    ok: &AddressOk,
-) -> (NewTransaction, bool) {
-    let mut transaction = new_transaction(composed, number, number.digits(), ok, expires_ms(app));
-    transaction.blast_id = Some(blast.id);
-    transaction.request_id = Some(member_key(blast.id, number.digits()));
-    let prompt = ok.opt_in == OptIn::Hold { prompt: true };
-    (transaction, prompt)
-}
-
-/// Longer than the 64 characters a client's `request_id` may have, so it
-/// never meets one of theirs.
-fn member_key(blast_id: i64, number: &str) -> String {
-    format!("{:-<80}", format!("\u{1}list.send {blast_id} {number} "))
-}
-
-/// Hands a page to the batcher (one commit for all of it, as the batcher
-/// gathers concurrent sends), then the opt-in prompts of held members.
-/// Returns (queued, refused): a promotion used up refuses a member.
-async fn accept_all(
-    app: &App,
-    blast: &Blast,
-    composed: Option<&Composed>,
-    sends: Vec<(NewTransaction, bool)>,
-) -> anyhow::Result<(i64, i64)> {
-    let mut prompts = Vec::new();
-    for (transaction, prompt) in &sends {
-        if let (true, Some(composed)) = (prompt, composed) {
-            let mut prompt = opt_in_prompt(
-                transaction,
-                &composed.campaign.name,
-                transaction.request_id.as_deref(),
-            );
-            // The prompt is not one of the blast's messages.
-            prompt.blast_id = None;
-            prompts.push(prompt);
-        }
-    }
-    let answers = futures_util::future::join_all(
-        sends
-            .into_iter()
-            .map(|(transaction, _)| app.sends.accept(transaction)),
-    )
-    .await;
-    let (mut queued, mut refused) = (0, 0);
-    for answer in answers {
-        match answer {
-            Ok(_) => queued += 1,
-            Err(Rejected::PromoExhausted) => refused += 1,
-            Err(Rejected::Store(cause)) => {
-                anyhow::bail!("queueing blast {} failed: {cause}", blast.id)
-            }
-        }
-    }
-    let prompts = futures_util::future::join_all(prompts.into_iter().map(|p| app.sends.accept(p)));
-    for answer in prompts.await {
-        if let Err(Rejected::Store(cause)) = answer {
-            anyhow::bail!("queueing an opt-in prompt failed: {cause}");
-        }
-    }
-    Ok((queued, refused))
 }
 
 /// Ends a blast whose transactions have all ended, queueing its callback:
@@ -307,14 +248,6 @@ fn summary_mail(blast: &Blast) -> Mail {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn member_keys_are_longer_than_any_client_request_id() {
-        let key = member_key(7, "13108675309");
-        assert_eq!(key.chars().count(), 80);
-        assert!(key.starts_with("\u{1}list.send 7 13108675309 "));
-        assert_ne!(key, member_key(8, "13108675309"));
-    }
 
     fn blast() -> Blast {
         Blast {

@@ -11,8 +11,10 @@ use crate::store::dual;
 use crate::with_db;
 use sqlx::Row;
 
+use super::sends::{NewTransaction, ROWS_PER_STATEMENT, first_free_id, random_hash};
+use super::sqlite_thread::commit_blast_page;
 use super::webhook::NewWebhook;
-use super::{Store, now};
+use super::{Store, now, now_ms};
 
 /// A blast to create.
 #[derive(Debug, Clone)]
@@ -44,6 +46,22 @@ pub struct Blast {
     pub cursor: String,
     /// `queueing`, `sending` or `done`.
     pub state: String,
+}
+
+/// One page of a blast's members, checked and ready to commit.
+#[derive(Debug, Clone, Default)]
+pub struct BlastPage {
+    pub blast_id: i64,
+    /// The cursor the page was read after, and the page's last member.
+    pub from: String,
+    pub to: String,
+    /// The members' transactions.
+    pub sends: Vec<NewTransaction>,
+    /// Opt-in prompts of members held for a double opt-in: not the blast's
+    /// messages, but committed with them.
+    pub prompts: Vec<NewTransaction>,
+    /// Members the checks skipped.
+    pub skipped: i64,
 }
 
 impl Store {
@@ -90,30 +108,106 @@ impl Store {
         })
     }
 
-    /// Records one page of members handled: the cursor moves from `from`
-    /// to `to` and the counts grow. False when another worker moved the
-    /// cursor first (its counts stand; ours are dropped).
-    pub async fn blast_page_done(
+    /// Up to `limit` members of a list after `after`, in number order, each
+    /// with its opt status for the campaign (`None`: UNSEEN), in one read.
+    pub async fn blast_members(
         &self,
-        id: i64,
-        from: &str,
-        to: &str,
-        queued: i64,
-        skipped: i64,
-    ) -> sqlx::Result<bool> {
+        list_id: i64,
+        campaign_id: i64,
+        after: &str,
+        limit: i64,
+    ) -> sqlx::Result<Vec<(String, Option<i64>)>> {
+        self.check_faults()?;
         with_db!(self, |pool, writer| {
-            let done = sqlx::query(
+            sqlx::query_as(
+                "SELECT m.number, o.status FROM list_members m
+                 LEFT JOIN opt_status o ON o.number = m.number AND o.campaign_id = $2
+                 WHERE m.list_id = $1 AND m.number > $3 ORDER BY m.number LIMIT $4",
+            )
+            .bind(list_id)
+            .bind(campaign_id)
+            .bind(after)
+            .bind(limit)
+            .fetch_all(pool)
+            .await
+        })
+    }
+
+    /// Commits a page: its transactions, its prompts and the cursor's move
+    /// with the counts, all in one commit, so a crash leaves the whole page
+    /// or none of it and no member is sent twice. Returns how many members
+    /// were refused because their promotion ran out; `None` when another
+    /// worker moved the cursor first (then nothing is written).
+    pub async fn queue_blast_page(&self, page: BlastPage) -> sqlx::Result<Option<i64>> {
+        self.check_faults()?;
+        if self.has_thread() {
+            let on_thread = self
+                .write_on_thread(move |connection| commit_blast_page(connection, &page))
+                .await;
+            return match on_thread {
+                Some(Ok(result)) => result.map_err(|e| sqlx::Error::Protocol(e.to_string())),
+                Some(Err(error)) => Err(sqlx::Error::Protocol(error)),
+                None => Err(sqlx::Error::Protocol(
+                    "the store has no SQLite thread".into(),
+                )),
+            };
+        }
+        with_db!(self, |pool, writer| {
+            let (now, now_ms) = (now(), now_ms());
+            let mut tx = writer.begin().await?;
+            let count = (page.sends.len() + page.prompts.len()) as i64;
+            // Ids as the send batcher takes them (see `Store::insert_sends`).
+            let ids: Vec<i64> = if PG {
+                sqlx::query_scalar("SELECT nextval('transaction_ids') FROM generate_series(1, $1)")
+                    .bind(count)
+                    .fetch_all(&mut *tx)
+                    .await?
+            } else {
+                let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM transactions")
+                    .fetch_one(&mut *tx)
+                    .await?;
+                let first = first_free_id(max);
+                (first..first + count).collect()
+            };
+            let mut ids = ids.into_iter();
+            let mut refused = 0;
+            let mut rows = Vec::with_capacity(count as usize);
+            for send in &page.sends {
+                if let Some((campaign_id, code)) = &send.promo
+                    && !on::use_promo(&mut tx, *campaign_id, code).await?
+                {
+                    refused += 1;
+                    continue;
+                }
+                rows.push((ids.next().unwrap_or_default(), random_hash(), send));
+            }
+            for prompt in &page.prompts {
+                rows.push((ids.next().unwrap_or_default(), random_hash(), prompt));
+            }
+            for chunk in rows.chunks(ROWS_PER_STATEMENT) {
+                on::insert_rows(&mut tx, chunk, now, now_ms).await?;
+            }
+            let queued = page.sends.len() as i64 - refused;
+            let moved = sqlx::query(
                 "UPDATE blasts SET cursor = $3, queued = queued + $4, skipped = skipped + $5
                  WHERE id = $1 AND cursor = $2 AND state = 'queueing'",
             )
-            .bind(id)
-            .bind(from)
-            .bind(to)
+            .bind(page.blast_id)
+            .bind(&page.from)
+            .bind(&page.to)
             .bind(queued)
-            .bind(skipped)
-            .execute(writer)
+            .bind(page.skipped + refused)
+            .execute(&mut *tx)
             .await?;
-            Ok(done.rows_affected() == 1)
+            if moved.rows_affected() != 1 {
+                // Dropping the transaction rolls the page back.
+                return Ok(None);
+            }
+            if !rows.is_empty() {
+                on::notify_nodes(&mut tx, crate::cluster::DELIVERIES).await?;
+            }
+            tx.commit().await?;
+            Ok(Some(refused))
         })
     }
 

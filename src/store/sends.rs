@@ -23,9 +23,14 @@ use super::{Store, now, now_ms};
 /// The most messages one commit takes.
 const MAX_BATCH: usize = 2048;
 /// Rows per multi-row INSERT (SQLite binds at most 32,766 values).
-const ROWS_PER_STATEMENT: usize = 500;
+pub(super) const ROWS_PER_STATEMENT: usize = 500;
 /// message_ids start above this, so they look like the old service's.
 const FIRST_ID: i64 = 100_000_000;
+
+/// The id after the largest stored one (ids start above [`FIRST_ID`]).
+pub(super) fn first_free_id(max: i64) -> i64 {
+    max.max(FIRST_ID) + 1
+}
 
 /// A message ready to be stored: every field already validated.
 #[derive(Debug, Clone, Default)]
@@ -127,7 +132,7 @@ async fn writer(
     while receiver.recv_many(&mut batch, MAX_BATCH).await > 0 {
         if next_id.is_none() {
             match store.max_transaction_id().await {
-                Ok(max) => next_id = Some(max.max(FIRST_ID) + 1),
+                Ok(max) => next_id = Some(first_free_id(max)),
                 Err(error) => {
                     fail_all(&mut batch, &error.to_string());
                     continue;
@@ -140,7 +145,7 @@ async fn writer(
             // Another process (an admin command, an inbound reply) may have taken
             // ids we meant to use: read the highest again and retry once.
             if let Ok(max) = store.max_transaction_id().await {
-                result = commit(&store, &mut batch, max.max(FIRST_ID) + 1).await;
+                result = commit(&store, &mut batch, first_free_id(max)).await;
             }
         }
         match result {
@@ -169,12 +174,13 @@ async fn commit(store: &Store, batch: &mut Vec<Job>, first_id: i64) -> Result<i6
             .map_err(|e| e.to_string());
     }
     // Jobs the thread never gives back (it stopped) are dropped with their
-    // answer channels: their senders see the writer gone.
+    // answer channels: their senders see the writer gone. The thread reads
+    // the first free id inside its transaction: blast pages take ids too.
     let jobs = std::mem::take(batch);
     let on_thread = store
         .write_on_thread(move |connection| {
             let mut jobs = jobs;
-            let result = commit_sends(connection, &mut jobs, first_id);
+            let result = commit_sends(connection, &mut jobs);
             (jobs, result.map_err(|e| e.to_string()))
         })
         .await;
@@ -238,9 +244,8 @@ impl Store {
         let first = self
             .max_transaction_id()
             .await
-            .map_err(|e| Rejected::Store(e.to_string()))?
-            .max(FIRST_ID)
-            + 1;
+            .map_err(|e| Rejected::Store(e.to_string()))
+            .map(first_free_id)?;
         if let Err(error) = self.insert_sends(&mut batch, first).await {
             fail_all(&mut batch, &error.to_string());
         }

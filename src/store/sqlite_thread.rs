@@ -26,8 +26,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
+use super::blast::BlastPage;
 use super::sends::{
-    Accepted, Job, NewTransaction, Rejected, first_events, random_hash, stored_body,
+    Accepted, Job, NewTransaction, Rejected, first_events, first_free_id, random_hash, stored_body,
 };
 use super::{now, now_ms};
 
@@ -135,6 +136,10 @@ const UPSERT_USER: &str = "INSERT INTO users (number, carrier_id, updated_at) VA
 const EARLIER_REQUEST: &str =
     "SELECT t.id, t.hash FROM request_ids r JOIN transactions t ON t.id = r.transaction_id
     WHERE r.client_id = ?1 AND r.request_id = ?2 AND r.created_at > ?3";
+const MAX_ID: &str = "SELECT COALESCE(MAX(id), 0) FROM transactions";
+const MOVE_BLAST_CURSOR: &str =
+    "UPDATE blasts SET cursor = ?3, queued = queued + ?4, skipped = skipped + ?5
+    WHERE id = ?1 AND cursor = ?2 AND state = 'queueing'";
 const USE_PROMO: &str = "UPDATE promos SET uses = uses + 1
     WHERE campaign_id = ?1 AND code_key = ?2 AND (max_uses IS NULL OR uses < max_uses)";
 
@@ -142,17 +147,13 @@ const USE_PROMO: &str = "UPDATE promos SET uses = uses + 1
 /// the next free id (on error the jobs stay unanswered). The same rules as
 /// the sqlx path (`Store::insert_sends`): a repeated `request_id` gets the
 /// first answer, a used-up promotion refuses the send.
-pub fn commit_sends(
-    connection: &mut Connection,
-    jobs: &mut Vec<Job>,
-    first_id: i64,
-) -> rusqlite::Result<i64> {
+pub fn commit_sends(connection: &mut Connection, jobs: &mut Vec<Job>) -> rusqlite::Result<i64> {
     let now = now();
     let now_ms = now_ms();
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(jobs.len());
     let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();
-    let mut next_id = first_id;
+    let mut next_id = first_free_id(tx.prepare_cached(MAX_ID)?.query_row([], |row| row.get(0))?);
     for (send, _) in jobs.iter() {
         if let Some(request_id) = send.request_id.as_deref() {
             if let Some(first) = seen_requests.get(&(send.client_id, request_id)) {
@@ -188,7 +189,7 @@ pub fn commit_sends(
             hash: random_hash(),
         };
         next_id += 1;
-        insert(&tx, &accepted, send, now, now_ms)?;
+        insert(&tx, accepted.message_id, &accepted.hash, send, now, now_ms)?;
         if let Some(request_id) = send.request_id.as_deref() {
             seen_requests.insert((send.client_id, request_id), accepted.clone());
         }
@@ -202,18 +203,62 @@ pub fn commit_sends(
     Ok(next_id)
 }
 
+/// Commits a blast page (`Store::queue_blast_page`): its transactions,
+/// prompts and cursor move in one transaction. Returns the members refused
+/// for a used-up promotion; `None`, writing nothing, when the cursor had
+/// moved.
+pub fn commit_blast_page(
+    connection: &mut Connection,
+    page: &BlastPage,
+) -> rusqlite::Result<Option<i64>> {
+    let (now, now_ms) = (now(), now_ms());
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut next_id = first_free_id(tx.prepare_cached(MAX_ID)?.query_row([], |row| row.get(0))?);
+    let mut refused = 0;
+    for send in &page.sends {
+        if let Some((campaign_id, code)) = &send.promo
+            && tx
+                .prepare_cached(USE_PROMO)?
+                .execute(params![campaign_id, code])?
+                != 1
+        {
+            refused += 1;
+            continue;
+        }
+        insert(&tx, next_id, &random_hash(), send, now, now_ms)?;
+        next_id += 1;
+    }
+    for prompt in &page.prompts {
+        insert(&tx, next_id, &random_hash(), prompt, now, now_ms)?;
+        next_id += 1;
+    }
+    let moved = tx.prepare_cached(MOVE_BLAST_CURSOR)?.execute(params![
+        page.blast_id,
+        page.from,
+        page.to,
+        page.sends.len() as i64 - refused,
+        page.skipped + refused,
+    ])?;
+    if moved != 1 {
+        // Dropping the transaction rolls the page back.
+        return Ok(None);
+    }
+    tx.commit()?;
+    Ok(Some(refused))
+}
+
 /// The rows of one accepted send.
 fn insert(
     tx: &rusqlite::Transaction<'_>,
-    accepted: &Accepted,
+    id: i64,
+    hash: &str,
     t: &NewTransaction,
     now: i64,
     now_ms: i64,
 ) -> rusqlite::Result<()> {
-    let id = accepted.message_id;
     tx.prepare_cached(INSERT_TRANSACTION)?.execute(params![
         id,
-        accepted.hash,
+        hash,
         t.client_id,
         t.campaign_id,
         t.sender,

@@ -557,3 +557,101 @@ async fn sigterm_finishes_requests_in_progress_cuts_stalled_ones_and_unbinds() {
     }
     assert!(moms.terminate().await.success());
 }
+
+/// (state, queued) of the one blast in the store.
+async fn blast_progress(view: &moms::store::Db) -> (String, i64) {
+    moms::with_db!(view, |pool, writer| {
+        sqlx::query_as("SELECT state, queued FROM blasts")
+            .fetch_one(pool)
+            .await
+            .unwrap()
+    })
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_while_a_blast_is_queued_sends_each_member_once() {
+    const MEMBERS: usize = 40_000;
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let smsc = Smsc::start().await;
+    let dir = data_dir();
+    let config = write_config(dir.path(), &smsc, "");
+    let (creds, campaign) = seed(dir.path()).await;
+    let numbers: Vec<String> = (0..MEMBERS).map(number).collect();
+    let list_id = {
+        let store = moms::store::Store::open(&test_config(dir.path()))
+            .await
+            .unwrap();
+        let id = store
+            .create_list(creds.client_id.parse().unwrap(), "everyone")
+            .await
+            .unwrap()
+            .unwrap();
+        store.add_list_members(id, &numbers).await.unwrap();
+        moms::with_db!(store, |pool, writer| {
+            pool.close().await;
+            writer.close().await;
+        });
+        id.to_string()
+    };
+
+    let moms = Moms::start(dir.path(), &config).await;
+    let form = [
+        ("client_id", creds.client_id.as_str()),
+        ("token", creds.token.as_str()),
+        ("list_id", list_id.as_str()),
+        ("campaign_id", campaign.as_str()),
+        ("message", "blast"),
+    ];
+    let resp = reqwest::Client::new()
+        .post(format!("{}/moms/list.send", moms.base))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded_pairs(&form))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(resp.contains(r#"code="1""#), "{resp}");
+    // Killed once some pages are queued, while the next is being written.
+    let view = store_view(dir.path()).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let (state, queued) = blast_progress(&view).await;
+        assert_eq!(
+            state, "queueing",
+            "the blast was queued whole before the kill"
+        );
+        if queued > 0 {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no page was queued");
+        tokio::time::sleep(Duration::from_millis(2)).await;
+    }
+    moms.kill();
+    let (_, queued_at_kill) = blast_progress(&view).await;
+    assert!(queued_at_kill < MEMBERS as i64);
+
+    let _moms = Moms::start(dir.path(), &config).await;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    while blast_progress(&view).await.0 == "queueing" {
+        assert!(
+            Instant::now() < deadline,
+            "the blast was not queued after the restart"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let mut recipients: Vec<String> = moms::with_db!(view, |pool, writer| {
+        sqlx::query_scalar("SELECT recipient FROM transactions WHERE blast_id IS NOT NULL")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
+    recipients.sort();
+    println!(
+        "blast of {MEMBERS}: {queued_at_kill} queued at the kill, {} after the restart",
+        recipients.len()
+    );
+    assert_eq!(recipients, numbers, "every member once, none twice");
+    assert_eq!(blast_progress(&view).await.1, MEMBERS as i64);
+}

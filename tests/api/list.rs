@@ -885,12 +885,13 @@ async fn blast_done(server: &Server, list_id: &str) -> (i64, i64, i64, i64, i64)
 }
 
 #[tokio::test]
-async fn send_pages_through_a_large_list_and_a_replayed_page_sends_nothing_twice() {
+async fn send_pages_through_a_large_list_sending_every_member_once() {
     let server = Server::start().await;
     let creds = server.client().await;
     let campaign_id = campaign(&server, &creds).await;
     let list_id = create_list(&server, &creds, "large").await;
-    let numbers: Vec<String> = (0..1_200)
+    // More than one page of members (pages are 5,000).
+    let numbers: Vec<String> = (0..6_200)
         .map(|i| format!("1212{:07}", 2_000_000 + i))
         .collect();
     assert_code(
@@ -911,25 +912,88 @@ async fn send_pages_through_a_large_list_and_a_replayed_page_sends_nothing_twice
     assert_code(&resp, 1);
     assert_eq!(
         blast_done(&server, &list_id).await,
-        (1200, 1200, 1200, 0, 0)
+        (6200, 6200, 6200, 0, 0)
     );
-    assert_eq!(blast_transactions(&server, &list_id).await.len(), 1200);
+    let sent = blast_transactions(&server, &list_id).await;
+    let recipients: Vec<&str> = sent.iter().map(|(_, _, to)| to.as_str()).collect();
+    assert_eq!(recipients, numbers, "every member once, none twice");
+}
 
-    // As after a crash between a page's commit and its cursor's: the pages
-    // are taken again, and every member's transaction is found, not made anew.
-    moms::with_db!(server.app.store, |pool, writer| {
-        sqlx::query(
-            "UPDATE blasts SET state = 'queueing', cursor = '', queued = 0 WHERE list_id = $1",
-        )
-        .bind(list_id.parse::<i64>().unwrap())
-        .execute(writer)
+#[tokio::test]
+async fn a_blast_page_whose_cursor_moved_meanwhile_is_not_written() {
+    // A store with no workers, so nothing but this test moves the cursor.
+    let dir = data_dir();
+    let store = moms::store::Store::open(&test_config(dir.path()))
         .await
         .unwrap();
-    });
-    server.app.blast_wake.notify_one();
+    let client = store
+        .create_client("Pages", &["21534".to_string()], &[])
+        .await
+        .unwrap();
+    let creds = Creds {
+        client_id: client.client_id.to_string(),
+        token: client.token,
+        callback_secret: client.callback_secret,
+    };
+    let campaign_id = store
+        .create_campaign(&campaign_settings(&creds, "Pages"), None)
+        .await
+        .unwrap();
+    let list_id = store
+        .create_list(client.client_id, "pages")
+        .await
+        .unwrap()
+        .unwrap();
+    let blast_id = store
+        .create_blast(&moms::store::blast::NewBlast {
+            client_id: client.client_id,
+            list_id,
+            campaign_id,
+            request: "{}".into(),
+            callback: String::new(),
+        })
+        .await
+        .unwrap();
+    let send = |to: &str| moms::store::sends::NewTransaction {
+        client_id: client.client_id,
+        campaign_id,
+        recipient: to.to_string(),
+        kind: "sms",
+        blast_id: Some(blast_id),
+        ..Default::default()
+    };
+    let first = moms::store::blast::BlastPage {
+        blast_id,
+        from: String::new(),
+        to: "12125550102".into(),
+        sends: vec![send("12125550101"), send("12125550102")],
+        skipped: 1,
+        ..Default::default()
+    };
     assert_eq!(
-        blast_done(&server, &list_id).await,
-        (1200, 1200, 1200, 0, 0)
+        store.queue_blast_page(first.clone()).await.unwrap(),
+        Some(0)
     );
-    assert_eq!(blast_transactions(&server, &list_id).await.len(), 1200);
+    // The same page again, as a second worker that read the old cursor.
+    assert_eq!(store.queue_blast_page(first).await.unwrap(), None);
+    let next = moms::store::blast::BlastPage {
+        blast_id,
+        from: "12125550102".into(),
+        to: "12125550103".into(),
+        sends: vec![send("12125550103")],
+        ..Default::default()
+    };
+    assert_eq!(store.queue_blast_page(next).await.unwrap(), Some(0));
+    let blast = store.blast(blast_id).await.unwrap().unwrap();
+    assert_eq!(
+        (blast.cursor.as_str(), blast.queued, blast.skipped),
+        ("12125550103", 3, 1)
+    );
+    let recipients: Vec<String> = moms::with_db!(store, |pool, writer| {
+        sqlx::query_scalar("SELECT recipient FROM transactions ORDER BY recipient")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    });
+    assert_eq!(recipients, ["12125550101", "12125550102", "12125550103"]);
 }
