@@ -34,9 +34,10 @@ use crate::mail::Mail;
 use crate::store::blast::{Blast, BlastPage};
 use crate::store::webhook::NewWebhook;
 
-/// Members turned into transactions per step and blast: one read and one
-/// commit each.
-const PAGE: i64 = 5_000;
+/// Members turned into transactions per commit: one read and one commit each.
+const PAGE: i64 = 10_000;
+/// Pages one step queues of a blast before the next blast gets its turn.
+const PAGES_PER_STEP: usize = 20;
 
 /// What list.send composed, kept as JSON in `blasts.request`; the
 /// campaign is looked up again when members are queued.
@@ -106,14 +107,14 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
     }
 }
 
-/// One step: a page of every blast still queueing, and the end of every
-/// blast whose transactions have all ended. Returns how many blasts moved
-/// on (a page queued, queueing finished, or the blast done).
+/// One step: some pages of every blast still queueing, and the end of
+/// every blast whose transactions have all ended. Returns how many blasts
+/// moved on (pages queued, queueing finished, or the blast done).
 pub async fn run_once(app: &App) -> anyhow::Result<usize> {
     let mut moved = 0;
     for blast in app.store.active_blasts().await? {
         let progressed = if blast.state == "queueing" {
-            queue_page(app, &blast)
+            queue_pages(app, &blast)
                 .await
                 .with_context(|| format!("blast {}", blast.id))?
         } else {
@@ -124,33 +125,68 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
     Ok(moved)
 }
 
-/// Queues the next page of members; false when another worker got there first.
-async fn queue_page(app: &App, blast: &Blast) -> anyhow::Result<bool> {
+/// Queues up to [`PAGES_PER_STEP`] pages of members, reading and checking
+/// each page while the one before it commits (the check runs here, the
+/// commit on the store's writer: two cores at once). False when another
+/// worker moved the cursor first.
+async fn queue_pages(app: &App, blast: &Blast) -> anyhow::Result<bool> {
+    let composed = composed_of(app, blast).await?;
+    let mut next = prepare_page(app, blast, composed.as_ref(), &blast.cursor).await?;
+    let mut moved = false;
+    for _ in 0..PAGES_PER_STEP {
+        let Some(page) = next else {
+            app.store.blast_all_queued(blast.id).await?;
+            return Ok(true);
+        };
+        let cursor = page.to.clone();
+        let (committed, following) = tokio::join!(
+            app.store.queue_blast_page(page),
+            prepare_page(app, blast, composed.as_ref(), &cursor)
+        );
+        if committed?.is_none() {
+            return Ok(moved);
+        }
+        moved = true;
+        app.delivery_wake.notify_one();
+        next = following?;
+    }
+    Ok(moved)
+}
+
+/// The page of members after `cursor`, checked as transaction.send checks
+/// a recipient; `None` when no member is left. Without a campaign (it was
+/// destroyed) every member is skipped.
+async fn prepare_page(
+    app: &App,
+    blast: &Blast,
+    composed: Option<&Composed>,
+    cursor: &str,
+) -> anyhow::Result<Option<BlastPage>> {
     let members = app
         .store
-        .blast_members(blast.list_id, blast.campaign_id, &blast.cursor, PAGE)
+        .blast_members(blast.list_id, blast.campaign_id, cursor, PAGE)
         .await?;
     let Some((last, _)) = members.last() else {
-        app.store.blast_all_queued(blast.id).await?;
-        return Ok(true);
+        return Ok(None);
     };
     let mut page = BlastPage {
         blast_id: blast.id,
-        from: blast.cursor.clone(),
+        from: cursor.to_string(),
         to: last.clone(),
         ..BlastPage::default()
     };
-    let Some(composed) = composed_of(app, blast).await? else {
+    let Some(composed) = composed else {
         page.skipped = members.len() as i64;
-        return Ok(app.store.queue_blast_page(page).await?.is_some());
+        return Ok(Some(page));
     };
     let expires_ms = expires_ms(app);
     let mut routes = MmsRoutes::new();
+    page.sends.reserve(members.len());
     for (member, opt) in &members {
         let number = PhoneNumber::from_e164_digits(member);
-        match address_given(app, &composed, &number, member, *opt, &mut routes).await {
+        match address_given(app, composed, &number, member, *opt, &mut routes).await {
             Ok(ok) => {
-                let mut transaction = new_transaction(&composed, &number, member, &ok, expires_ms);
+                let mut transaction = new_transaction(composed, &number, member, &ok, expires_ms);
                 transaction.blast_id = Some(blast.id);
                 if ok.opt_in == (OptIn::Hold { prompt: true }) {
                     page.prompts
@@ -164,9 +200,7 @@ async fn queue_page(app: &App, blast: &Blast) -> anyhow::Result<bool> {
             Err(_) => page.skipped += 1,
         }
     }
-    let queued = app.store.queue_blast_page(page).await?;
-    app.delivery_wake.notify_one();
-    Ok(queued.is_some())
+    Ok(Some(page))
 }
 
 /// The send rebuilt for members; `None` when the campaign is gone (every
