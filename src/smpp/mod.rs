@@ -36,7 +36,7 @@ pub mod pdu;
 pub mod receipt;
 pub mod session;
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -147,7 +147,9 @@ pub struct Connector {
     queues: HashMap<i64, mpsc::UnboundedSender<Job>>,
     receivers: Mutex<HashMap<i64, session::Queue>>,
     /// Transactions handed and not reported yet.
-    held: Mutex<HashSet<i64>>,
+    held: Mutex<Held>,
+    /// Per carrier, how many of its connections are bound right now.
+    bound: Mutex<HashMap<i64, usize>>,
     /// Per carrier, how many of its connections this node holds the lease
     /// of (see [`crate::cluster`]).
     serving: Mutex<HashMap<i64, usize>>,
@@ -170,7 +172,8 @@ impl Connector {
             binds: binds.to_vec(),
             queues,
             receivers: Mutex::new(receivers),
-            held: Mutex::new(HashSet::new()),
+            held: Mutex::new(Held::default()),
+            bound: Mutex::new(HashMap::new()),
             serving: Mutex::new(HashMap::new()),
         }
     }
@@ -220,10 +223,15 @@ impl Connector {
         let Some(queue) = self.queues.get(&carrier_id) else {
             return false;
         };
-        self.held
-            .lock()
-            .expect("held lock")
-            .insert(job.transaction_id);
+        let mut held = self.held.lock().expect("held lock");
+        if held
+            .carrier_of
+            .insert(job.transaction_id, carrier_id)
+            .is_none()
+        {
+            *held.per_carrier.entry(carrier_id).or_default() += 1;
+        }
+        drop(held);
         queue.send(job).is_ok()
     }
 
@@ -232,12 +240,58 @@ impl Connector {
         self.held
             .lock()
             .expect("held lock")
-            .contains(&transaction_id)
+            .carrier_of
+            .contains_key(&transaction_id)
     }
 
-    fn release(&self, transaction_id: i64) {
-        self.held.lock().expect("held lock").remove(&transaction_id);
+    /// Whether a bound carrier holds [`HELD_MAX`] messages already: the
+    /// delivery worker then claims nothing until it has taken half of them
+    /// (see [`Connector::release`]). Without that, a backlog of a million
+    /// messages would all be claimed and queued in memory here, and
+    /// claimed again each time their lease ended before their turn came.
+    /// A carrier whose binds are all down does not hold the others back.
+    pub fn backlogged(&self) -> bool {
+        let held = self.held.lock().expect("held lock");
+        let bound = self.bound.lock().expect("bound lock");
+        held.per_carrier.iter().any(|(carrier, count)| {
+            *count >= HELD_MAX && bound.get(carrier).is_some_and(|n| *n > 0)
+        })
     }
+
+    /// A connection of `carrier_id` bound (`true`) or lost its bind.
+    pub(crate) fn set_bound(&self, carrier_id: i64, up: bool) {
+        let mut bound = self.bound.lock().expect("bound lock");
+        let count = bound.entry(carrier_id).or_default();
+        if up {
+            *count += 1;
+        } else {
+            *count = count.saturating_sub(1);
+        }
+    }
+
+    /// The message's outcome is known. True when this took its carrier
+    /// down to half of [`HELD_MAX`]: the delivery worker may claim again.
+    fn release(&self, transaction_id: i64) -> bool {
+        let mut held = self.held.lock().expect("held lock");
+        let Some(carrier) = held.carrier_of.remove(&transaction_id) else {
+            return false;
+        };
+        let count = held.per_carrier.entry(carrier).or_default();
+        *count = count.saturating_sub(1);
+        *count == HELD_MAX / 2
+    }
+}
+
+/// The most messages one carrier's binds hold (queued here or in their
+/// windows) before the delivery worker pauses: a few claim batches, about
+/// a second of a fast bind.
+pub const HELD_MAX: usize = 5_000;
+
+/// Handed messages, and how many per carrier.
+#[derive(Default)]
+struct Held {
+    carrier_of: HashMap<i64, i64>,
+    per_carrier: HashMap<i64, usize>,
 }
 
 /// Runs every configured connection and the recorder until `stop` changes;
@@ -299,8 +353,10 @@ async fn record(app: Arc<App>, mut inbox: mpsc::UnboundedReceiver<Report>) {
         // find it not held. Should the write fail, the `smpp` lease ends and
         // the worker hands it again, finding it not held either.
         for report in &pending {
-            if let Report::Done { job, .. } = report {
-                app.smpp.release(job.transaction_id);
+            if let Report::Done { job, .. } = report
+                && app.smpp.release(job.transaction_id)
+            {
+                app.delivery_wake.notify_one();
             }
         }
         let mut tries = 0;
@@ -512,4 +568,58 @@ fn conclude(due: &Due, segments: &[SegmentState], receipts: bool) -> Option<Step
         stage: "await",
         due_ms: due.expires_ms,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn job(transaction_id: i64) -> Job {
+        Job {
+            transaction_id,
+            attempts: 1,
+            expires_ms: 0,
+            sender: "21534".into(),
+            recipient: "13105550100".into(),
+            body: "hello".into(),
+        }
+    }
+
+    #[test]
+    fn a_bound_carrier_holding_its_most_pauses_claims_until_half_is_taken() {
+        let bind = |carrier_id| SmppBind {
+            carrier_id,
+            ..SmppBind::default()
+        };
+        let connector = Connector::new(&[bind(2), bind(3)]);
+        let (bound, down) = (2, 3);
+        connector.set_bound(bound, true);
+        for id in 0..HELD_MAX as i64 - 1 {
+            assert!(connector.hand(bound, job(id)));
+        }
+        // A message handed again (after its lease) is not counted twice.
+        assert!(connector.hand(bound, job(0)));
+        assert!(!connector.backlogged());
+        assert!(connector.hand(bound, job(HELD_MAX as i64)));
+        assert!(connector.backlogged());
+
+        let mut woke = Vec::new();
+        for id in 1..=HELD_MAX as i64 / 2 {
+            if connector.release(id) {
+                woke.push(id);
+            }
+        }
+        assert_eq!(woke, [HELD_MAX as i64 / 2], "one wake, at half");
+        assert!(!connector.backlogged());
+        assert!(!connector.holds(1));
+        assert!(connector.holds(0));
+
+        // Messages of a carrier whose binds are down hold nobody back.
+        for id in 0..HELD_MAX as i64 * 2 {
+            connector.hand(down, job(1_000_000 + id));
+        }
+        assert!(!connector.backlogged());
+        connector.set_bound(down, true);
+        assert!(connector.backlogged());
+    }
 }

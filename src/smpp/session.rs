@@ -173,7 +173,10 @@ async fn hold(
                     reports: reports.clone(),
                     parts: parts.clone(),
                 };
-                if link.serve(events, queue, &mut stop).await {
+                app.smpp.set_bound(bind.carrier_id, true);
+                let stopped = link.serve(events, queue, &mut stop).await;
+                app.smpp.set_bound(bind.carrier_id, false);
+                if stopped {
                     return;
                 }
                 tracing::warn!(host = %bind.host, port = bind.port, "SMPP connection lost");
