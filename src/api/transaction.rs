@@ -609,16 +609,15 @@ pub async fn lookup(ctx: &Ctx) -> Outcome {
         )
     };
     let id = parse_id(raw_id).ok_or_else(not_found)?;
-    let transaction = ctx
+    let (transaction, history) = ctx
         .app
         .store
-        .transaction(id)
+        .transaction_with_history(id)
         .await?
-        .filter(|t| {
+        .filter(|(t, _)| {
             t.client_id == ctx.client.id && bool::from(t.hash.as_bytes().ct_eq(hash.as_bytes()))
         })
         .ok_or_else(not_found)?;
-    let history = ctx.app.store.history(id).await?;
     let content_id = transaction
         .content_id
         .map(|c| c.to_string())

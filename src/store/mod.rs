@@ -25,6 +25,7 @@ pub mod privacy;
 pub mod promo;
 pub mod sends;
 pub mod smpp;
+pub mod sqlite_reads;
 pub mod sqlite_thread;
 pub mod transaction;
 pub mod user;
@@ -114,6 +115,8 @@ pub struct Store {
     opt_reads: opt_reads::OptReads,
     /// The hot paths' own connection (a SQLite file only).
     thread: Option<std::sync::Arc<sqlite_thread::SqliteThread>>,
+    /// The hot paths' reads, run in place (a SQLite file only).
+    reads: Option<std::sync::Arc<sqlite_reads::SqliteReads>>,
     #[cfg(feature = "fault-injection")]
     pub faults: std::sync::Arc<std::sync::atomic::AtomicBool>,
 }
@@ -139,11 +142,13 @@ impl Store {
             opt_reads: opt_reads::OptReads::start(db.clone()),
             db,
             thread: None,
+            reads: None,
             #[cfg(feature = "fault-injection")]
             faults: Default::default(),
         };
         if let Db::Sqlite { writer, .. } = &store.db {
             store.thread = open_thread(writer).map(std::sync::Arc::new);
+            store.reads = open_reads(writer).map(std::sync::Arc::new);
             if store.thread.is_some() {
                 // The thread's checkpointer folds the log back now: commits on
                 // the writer no longer stop to do it (see sqlite_thread).
@@ -547,6 +552,22 @@ fn open_thread(writer: &SqlitePool) -> Option<sqlite_thread::SqliteThread> {
         Ok(thread) => Some(thread),
         Err(error) => {
             tracing::warn!(%error, "cannot open the database on a thread of its own; using the pool only");
+            None
+        }
+    }
+}
+
+/// The hot paths' in-place readers for a SQLite file; `None` (sqlx only)
+/// for an in-memory database or when they cannot be opened.
+fn open_reads(writer: &SqlitePool) -> Option<sqlite_reads::SqliteReads> {
+    let path = writer.connect_options().get_filename().to_path_buf();
+    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
+        return None;
+    }
+    match sqlite_reads::SqliteReads::open(&path) {
+        Ok(reads) => Some(reads),
+        Err(error) => {
+            tracing::warn!(%error, "cannot open the database's in-place readers; using the pool only");
             None
         }
     }

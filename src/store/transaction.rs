@@ -53,6 +53,46 @@ impl Store {
         })
     }
 
+    /// A transaction with its history, oldest event first, in one read
+    /// (`transaction.lookup`'s: two reads cost two hand-overs to a reader).
+    pub async fn transaction_with_history(
+        &self,
+        id: i64,
+    ) -> sqlx::Result<Option<(Transaction, Vec<Event>)>> {
+        self.check_faults()?;
+        if let Some(reads) = &self.reads {
+            return reads
+                .transaction_with_history(id)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()));
+        }
+        with_db!(self, |pool, writer| {
+            let rows = sqlx::query(
+                "SELECT t.id, t.hash, t.client_id, t.campaign_id, t.sender, t.from_name, t.recipient,
+                 t.to_input, t.to_name, t.kind, t.content_id, t.status, t.code, t.carrier_id,
+                 t.blast_id, h.at_ms, h.event
+                 FROM transactions t LEFT JOIN history h ON h.transaction_id = t.id
+                 WHERE t.id = $1 ORDER BY h.at_ms, h.rowid",
+            )
+            .bind(id)
+            .fetch_all(pool)
+            .await?;
+            let Some(first) = rows.first() else {
+                return Ok(None);
+            };
+            let transaction = on::transaction_from_row(first)?;
+            let mut events = Vec::with_capacity(rows.len());
+            for row in &rows {
+                if let Some(at_ms) = row.try_get::<Option<i64>, _>("at_ms")? {
+                    events.push(Event {
+                        at_ms,
+                        event: row.try_get("event")?,
+                    });
+                }
+            }
+            Ok(Some((transaction, events)))
+        })
+    }
+
     /// A transaction's history, oldest first (insertion order breaks ties).
     pub async fn history(&self, transaction_id: i64) -> sqlx::Result<Vec<Event>> {
         with_db!(self, |pool, writer| {
@@ -71,9 +111,15 @@ impl Store {
 
     /// A number's opt status for a campaign: 1 OPTEDIN, 0 GREY, -2
     /// OPTEDOUT; `None` when UNSEEN.
-    /// Concurrent calls share one query ([`super::opt_reads`]).
+    /// On a SQLite file it is read in place ([`super::sqlite_reads`]);
+    /// otherwise concurrent calls share one query ([`super::opt_reads`]).
     pub async fn opt_status_of(&self, number: &str, campaign_id: i64) -> sqlx::Result<Option<i64>> {
         self.check_faults()?;
+        if let Some(reads) = &self.reads {
+            return reads
+                .opt_status(number, campaign_id)
+                .map_err(|e| sqlx::Error::Protocol(e.to_string()));
+        }
         with_db!(self, |pool, writer| {
             if let Some(status) = self.opt_reads.status(number, campaign_id).await {
                 return status;
