@@ -57,23 +57,12 @@ allow_private_networks = true
 /// A client and a campaign, made through the library before any server runs.
 async fn seed(dir: &Path) -> (Creds, String) {
     let store = moms::store::Store::open(&test_config(dir)).await.unwrap();
-    let created = store
-        .create_client("Crash", &["21534".to_string()], &[])
-        .await
-        .unwrap();
-    let creds = Creds {
-        client_id: created.client_id.to_string(),
-        token: created.token,
-        callback_secret: created.callback_secret,
-    };
+    let creds = new_client(&store, "Crash", &["21534"]).await;
     let campaign = store
         .create_campaign(&campaign_settings(&creds, "Crash"), None)
         .await
         .unwrap();
-    moms::with_db!(store, |pool, writer| {
-        pool.close().await;
-        writer.close().await;
-    });
+    close_store(store).await;
     (creds, campaign.to_string())
 }
 
@@ -201,27 +190,34 @@ pub(crate) enum Sent {
 }
 
 pub(crate) async fn send_one(http: &reqwest::Client, base: &str, form: &[(&str, &str)]) -> Sent {
-    let response = http
-        .post(format!("{base}/moms/transaction.send"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded_pairs(form))
-        .send()
-        .await;
-    let Ok(response) = response else {
+    let Some(resp) = post(http, base, "transaction.send", form).await else {
         return Sent::Cut;
-    };
-    let Ok(body) = response.text().await else {
-        return Sent::Cut;
-    };
-    let resp = Resp {
-        status: 200,
-        headers: Default::default(),
-        body,
     };
     match resp.code() {
         1 => Sent::Accepted(resp.xml().text_of("message_id").parse().unwrap()),
         code => Sent::Refused(code),
     }
+}
+
+/// POSTs a form to `/moms/<method>`; `None` when no whole answer came.
+async fn post(
+    http: &reqwest::Client,
+    base: &str,
+    method: &str,
+    form: &[(&str, &str)],
+) -> Option<Resp> {
+    let response = http
+        .post(format!("{base}/moms/{method}"))
+        .header("content-type", "application/x-www-form-urlencoded")
+        .body(serde_urlencoded_pairs(form))
+        .send()
+        .await
+        .ok()?;
+    Some(Resp {
+        status: response.status().as_u16(),
+        headers: Default::default(),
+        body: response.text().await.ok()?,
+    })
 }
 
 /// The number of message `n`.
@@ -587,10 +583,7 @@ async fn kill_9_while_a_blast_is_queued_sends_each_member_once() {
             .unwrap()
             .unwrap();
         store.add_list_members(id, &numbers).await.unwrap();
-        moms::with_db!(store, |pool, writer| {
-            pool.close().await;
-            writer.close().await;
-        });
+        close_store(store).await;
         id.to_string()
     };
 
@@ -602,17 +595,10 @@ async fn kill_9_while_a_blast_is_queued_sends_each_member_once() {
         ("campaign_id", campaign.as_str()),
         ("message", "blast"),
     ];
-    let resp = reqwest::Client::new()
-        .post(format!("{}/moms/list.send", moms.base))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(serde_urlencoded_pairs(&form))
-        .send()
+    let resp = post(&reqwest::Client::new(), &moms.base, "list.send", &form)
         .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
-    assert!(resp.contains(r#"code="1""#), "{resp}");
+        .expect("an answer");
+    assert_code(&resp, 1);
     // Killed once some pages are queued, while the next is being written.
     let view = store_view(dir.path()).await;
     let deadline = Instant::now() + Duration::from_secs(120);

@@ -926,27 +926,20 @@ async fn a_blast_page_whose_cursor_moved_meanwhile_is_not_written() {
     let store = moms::store::Store::open(&test_config(dir.path()))
         .await
         .unwrap();
-    let client = store
-        .create_client("Pages", &["21534".to_string()], &[])
-        .await
-        .unwrap();
-    let creds = Creds {
-        client_id: client.client_id.to_string(),
-        token: client.token,
-        callback_secret: client.callback_secret,
-    };
+    let creds = new_client(&store, "Pages", &["21534"]).await;
+    let client_id: i64 = creds.client_id.parse().unwrap();
     let campaign_id = store
         .create_campaign(&campaign_settings(&creds, "Pages"), None)
         .await
         .unwrap();
     let list_id = store
-        .create_list(client.client_id, "pages")
+        .create_list(client_id, "pages")
         .await
         .unwrap()
         .unwrap();
     let blast_id = store
         .create_blast(&moms::store::blast::NewBlast {
-            client_id: client.client_id,
+            client_id,
             list_id,
             campaign_id,
             request: "{}".into(),
@@ -955,7 +948,7 @@ async fn a_blast_page_whose_cursor_moved_meanwhile_is_not_written() {
         .await
         .unwrap();
     let send = |to: &str| moms::store::sends::NewTransaction {
-        client_id: client.client_id,
+        client_id,
         campaign_id,
         recipient: to.to_string(),
         kind: "sms",

@@ -67,15 +67,7 @@ impl Database {
         let store = moms::store::Store::open(&test_config(self.home.path()))
             .await
             .unwrap();
-        let created = store
-            .create_client("Nodes", &["21534".to_string()], &[])
-            .await
-            .unwrap();
-        let creds = Creds {
-            client_id: created.client_id.to_string(),
-            token: created.token,
-            callback_secret: created.callback_secret,
-        };
+        let creds = new_client(&store, "Nodes", &["21534"]).await;
         let campaign = moms::store::campaign::Campaign {
             stop_message: "Nodes: you are unsubscribed".into(),
             ..campaign_settings(&creds, "Nodes")
@@ -84,10 +76,7 @@ impl Database {
             .create_campaign(&campaign, Some("21534"))
             .await
             .unwrap();
-        moms::with_db!(store, |pool, writer| {
-            pool.close().await;
-            writer.close().await;
-        });
+        close_store(store).await;
         (creds, campaign.to_string())
     }
 }

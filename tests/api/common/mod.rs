@@ -148,18 +148,7 @@ impl Server {
 
     /// A new client with the given senders.
     pub async fn client_with(&self, senders: &[&str]) -> Creds {
-        let senders: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
-        let created = self
-            .app
-            .store
-            .create_client("Test client", &senders, &[])
-            .await
-            .unwrap();
-        Creds {
-            client_id: created.client_id.to_string(),
-            token: created.token,
-            callback_secret: created.callback_secret,
-        }
+        new_client(&self.app.store, "Test client", senders).await
     }
 
     /// A new client that may send from short code 21534 and +1 310 555 0100.
@@ -328,6 +317,26 @@ pub fn assert_code(resp: &Resp, code: u16) {
     if code != 500 && !(code == 403 && resp.status == 403) {
         assert_eq!(resp.status, 200, "{}", resp.body);
     }
+}
+
+/// A new client with the given senders, made in `store` as an operator would.
+pub async fn new_client(store: &moms::store::Store, name: &str, senders: &[&str]) -> Creds {
+    let senders: Vec<String> = senders.iter().map(|s| s.to_string()).collect();
+    let created = store.create_client(name, &senders, &[]).await.unwrap();
+    Creds {
+        client_id: created.client_id.to_string(),
+        token: created.token,
+        callback_secret: created.callback_secret,
+    }
+}
+
+/// Closes a store a test opened to seed a data folder, before a `moms`
+/// process opens it.
+pub async fn close_store(store: moms::store::Store) {
+    moms::with_db!(store, |pool, writer| {
+        pool.close().await;
+        writer.close().await;
+    });
 }
 
 /// Settings of an SMS campaign of this client sending from short code 21534;
