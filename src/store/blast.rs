@@ -11,7 +11,7 @@ use crate::store::dual;
 use crate::with_db;
 use sqlx::Row;
 
-use super::sends::{NewTransaction, ROWS_PER_STATEMENT, first_free_id, random_hash};
+use super::sends::{NewTransaction, ROWS_PER_STATEMENT, random_hash};
 use super::sqlite_thread::commit_blast_page;
 use super::webhook::NewWebhook;
 use super::{Store, now, now_ms};
@@ -156,20 +156,7 @@ impl Store {
             let (now, now_ms) = (now(), now_ms());
             let mut tx = writer.begin().await?;
             let count = (page.sends.len() + page.prompts.len()) as i64;
-            // Ids as the send batcher takes them (see `Store::insert_sends`).
-            let ids: Vec<i64> = if PG {
-                sqlx::query_scalar("SELECT nextval('transaction_ids') FROM generate_series(1, $1)")
-                    .bind(count)
-                    .fetch_all(&mut *tx)
-                    .await?
-            } else {
-                let max: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM transactions")
-                    .fetch_one(&mut *tx)
-                    .await?;
-                let first = first_free_id(max);
-                (first..first + count).collect()
-            };
-            let mut ids = ids.into_iter();
+            let mut ids = on::new_ids(&mut tx, count, None).await?.into_iter();
             let mut refused = 0;
             let mut rows = Vec::with_capacity(count as usize);
             for send in &page.sends {

@@ -288,18 +288,9 @@ impl Store {
             let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(batch.len());
             let mut rows: Vec<(i64, String, &NewTransaction)> = Vec::with_capacity(batch.len());
             let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();
-            // Ids: on SQLite this process is the only writer and counts on
-            // from the largest; nodes sharing PostgreSQL take theirs from
-            // one sequence (a batch's unused ones are left as gaps).
-            let mut ids = if PG {
-                sqlx::query_scalar("SELECT nextval('transaction_ids') FROM generate_series(1, $1)")
-                    .bind(batch.len() as i64)
-                    .fetch_all(&mut *tx)
-                    .await?
-            } else {
-                (first_id..first_id + batch.len() as i64).collect::<Vec<i64>>()
-            }
-            .into_iter();
+            let mut ids = on::new_ids(&mut tx, batch.len() as i64, Some(first_id))
+                .await?
+                .into_iter();
             let mut next_id = first_id;
             for (send, _) in batch.iter() {
                 if let Some(request_id) = send.request_id.as_deref() {
@@ -351,6 +342,32 @@ impl Store {
 }
 
 dual! {
+    /// `count` new transaction ids. On SQLite this process is the only
+    /// writer and counts on from `first_id` (`None`: from the largest
+    /// stored, read in this transaction); nodes sharing PostgreSQL take
+    /// theirs from one sequence (unused ones are left as gaps).
+    pub(crate) async fn new_ids(
+        tx: &mut Conn,
+        count: i64,
+        first_id: Option<i64>,
+    ) -> sqlx::Result<Vec<i64>> {
+        if PG {
+            return sqlx::query_scalar("SELECT nextval('transaction_ids') FROM generate_series(1, $1)")
+                .bind(count)
+                .fetch_all(&mut *tx)
+                .await;
+        }
+        let first = match first_id {
+            Some(first) => first,
+            None => first_free_id(
+                sqlx::query_scalar("SELECT COALESCE(MAX(id), 0) FROM transactions")
+                    .fetch_one(&mut *tx)
+                    .await?,
+            ),
+        };
+        Ok((first..first + count).collect())
+    }
+
     /// The answer given to an earlier send with this `request_id` within 24 hours.
     pub(crate) async fn earlier_request(
         tx: &mut Conn,

@@ -153,7 +153,7 @@ pub fn commit_sends(connection: &mut Connection, jobs: &mut Vec<Job>) -> rusqlit
     let mut rows = SendRows::prepare(&tx)?;
     let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(jobs.len());
     let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();
-    let mut next_id = first_free_id(tx.prepare_cached(MAX_ID)?.query_row([], |row| row.get(0))?);
+    let mut next_id = next_free_id(&tx)?;
     for (send, _) in jobs.iter() {
         if let Some(request_id) = send.request_id.as_deref() {
             if let Some(first) = seen_requests.get(&(send.client_id, request_id)) {
@@ -175,12 +175,7 @@ pub fn commit_sends(connection: &mut Connection, jobs: &mut Vec<Job>) -> rusqlit
                 continue;
             }
         }
-        if let Some((campaign_id, code)) = &send.promo
-            && tx
-                .prepare_cached(USE_PROMO)?
-                .execute(params![campaign_id, code])?
-                != 1
-        {
+        if !use_promo(&tx, send)? {
             answers.push(Err(Rejected::PromoExhausted));
             continue;
         }
@@ -213,15 +208,10 @@ pub fn commit_blast_page(
 ) -> rusqlite::Result<Option<i64>> {
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let mut rows = SendRows::prepare(&tx)?;
-    let mut next_id = first_free_id(tx.prepare_cached(MAX_ID)?.query_row([], |row| row.get(0))?);
+    let mut next_id = next_free_id(&tx)?;
     let mut refused = 0;
     for send in &page.sends {
-        if let Some((campaign_id, code)) = &send.promo
-            && tx
-                .prepare_cached(USE_PROMO)?
-                .execute(params![campaign_id, code])?
-                != 1
-        {
+        if !use_promo(&tx, send)? {
             refused += 1;
             continue;
         }
@@ -246,6 +236,24 @@ pub fn commit_blast_page(
     }
     tx.commit()?;
     Ok(Some(refused))
+}
+
+/// The id after the largest stored: read inside the writing transaction,
+/// as sends and blast pages both take ids.
+fn next_free_id(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<i64> {
+    let max = tx.prepare_cached(MAX_ID)?.query_row([], |row| row.get(0))?;
+    Ok(first_free_id(max))
+}
+
+/// Uses up the send's promotion, if it names one; false when it is used up.
+fn use_promo(tx: &rusqlite::Transaction<'_>, send: &NewTransaction) -> rusqlite::Result<bool> {
+    let Some((campaign_id, code)) = &send.promo else {
+        return Ok(true);
+    };
+    Ok(tx
+        .prepare_cached(USE_PROMO)?
+        .execute(params![campaign_id, code])?
+        == 1)
 }
 
 /// The statements writing an accepted send's rows, prepared once per
