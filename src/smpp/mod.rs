@@ -209,13 +209,7 @@ impl Connector {
 
     /// A connection of `carrier_id` took (`true`) or gave up its lease.
     pub(crate) fn set_serving(&self, carrier_id: i64, held: bool) {
-        let mut serving = self.serving.lock().expect("serving lock");
-        let count = serving.entry(carrier_id).or_default();
-        if held {
-            *count += 1;
-        } else {
-            *count = count.saturating_sub(1);
-        }
+        count_connection(&self.serving, carrier_id, held);
     }
 
     /// Hands a message to its carrier's binds; false when none is configured.
@@ -260,13 +254,7 @@ impl Connector {
 
     /// A connection of `carrier_id` bound (`true`) or lost its bind.
     pub(crate) fn set_bound(&self, carrier_id: i64, up: bool) {
-        let mut bound = self.bound.lock().expect("bound lock");
-        let count = bound.entry(carrier_id).or_default();
-        if up {
-            *count += 1;
-        } else {
-            *count = count.saturating_sub(1);
-        }
+        count_connection(&self.bound, carrier_id, up);
     }
 
     /// The message's outcome is known. True when this took its carrier
@@ -279,6 +267,17 @@ impl Connector {
         let count = held.per_carrier.entry(carrier).or_default();
         *count = count.saturating_sub(1);
         *count == HELD_MAX / 2
+    }
+}
+
+/// One more (`up`) or one fewer connection of a carrier in `counts`.
+fn count_connection(counts: &Mutex<HashMap<i64, usize>>, carrier_id: i64, up: bool) {
+    let mut counts = counts.lock().expect("connection counts lock");
+    let count = counts.entry(carrier_id).or_default();
+    if up {
+        *count += 1;
+    } else {
+        *count = count.saturating_sub(1);
     }
 }
 
