@@ -540,15 +540,17 @@ macro_rules! helpers_of {
 helpers_of!(on_sqlite, sqlite);
 helpers_of!(on_postgres, postgres);
 
+/// The database file of a SQLite pool; `None` for an in-memory database.
+fn database_file(writer: &SqlitePool) -> Option<std::path::PathBuf> {
+    let path = writer.connect_options().get_filename().to_path_buf();
+    let in_memory = path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:");
+    (!in_memory).then_some(path)
+}
+
 /// The hot paths' thread for a SQLite file; `None` (sqlx only) for an
 /// in-memory database or when it cannot be opened.
 fn open_thread(writer: &SqlitePool) -> Option<sqlite_thread::SqliteThread> {
-    let options = writer.connect_options();
-    let path = options.get_filename();
-    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
-        return None;
-    }
-    match sqlite_thread::SqliteThread::open(path) {
+    match sqlite_thread::SqliteThread::open(&database_file(writer)?) {
         Ok(thread) => Some(thread),
         Err(error) => {
             tracing::warn!(%error, "cannot open the database on a thread of its own; using the pool only");
@@ -560,11 +562,7 @@ fn open_thread(writer: &SqlitePool) -> Option<sqlite_thread::SqliteThread> {
 /// The hot paths' in-place readers for a SQLite file; `None` (sqlx only)
 /// for an in-memory database or when they cannot be opened.
 fn open_reads(writer: &SqlitePool) -> Option<sqlite_reads::SqliteReads> {
-    let path = writer.connect_options().get_filename().to_path_buf();
-    if path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:") {
-        return None;
-    }
-    match sqlite_reads::SqliteReads::open(&path) {
+    match sqlite_reads::SqliteReads::open(&database_file(writer)?) {
         Ok(reads) => Some(reads),
         Err(error) => {
             tracing::warn!(%error, "cannot open the database's in-place readers; using the pool only");
