@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
-use axum::serve::Listener;
+use axum::serve::{Listener, ListenerExt};
 use rlibphonenumber::enums::Region;
 use tokio::net::TcpListener;
 use tokio::sync::Notify;
@@ -216,7 +216,15 @@ pub async fn serve_tcp(
 ) -> anyhow::Result<()> {
     match tls {
         Some(tls) => serve(app, TlsListener::new(listener, tls)?, shutdown).await,
-        None => serve(app, listener, shutdown).await,
+        // An answer is one small write: without TCP_NODELAY, a client's
+        // next request on a kept-alive connection can wait for a delayed
+        // ACK (40 ms on Linux) before the answer leaves.
+        None => {
+            let listener = listener.tap_io(|tcp| {
+                let _ = tcp.set_nodelay(true);
+            });
+            serve(app, listener, shutdown).await
+        }
     }
 }
 

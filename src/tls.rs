@@ -161,6 +161,8 @@ async fn accept_loop(
                 continue;
             }
         };
+        // As on plain HTTP (see `crate::app::serve_tcp`).
+        let _ = stream.set_nodelay(true);
         tokio::spawn(handshake(acceptor.clone(), stream, peer, ready.clone()));
     }
 }

@@ -210,6 +210,9 @@ async fn connect(bind: &SmppBind) -> anyhow::Result<(Client, Events)> {
     )
     .await
     .map_err(|_| anyhow::anyhow!("connecting to {address} timed out"))??;
+    // A PDU is a small write; with Nagle's algorithm the next one waits for
+    // the SMSC's (delayed) ACK of the last, tens of milliseconds per window.
+    stream.set_nodelay(true)?;
     let (client, events) = Client::start(
         stream,
         Timers {
