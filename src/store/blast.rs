@@ -145,8 +145,7 @@ impl Store {
                 .write_on_thread(move |connection| commit_blast_page(connection, &page))
                 .await;
             return match on_thread {
-                Some(Ok(result)) => result.map_err(|e| sqlx::Error::Protocol(e.to_string())),
-                Some(Err(error)) => Err(sqlx::Error::Protocol(error)),
+                Some(result) => super::flatten(result),
                 None => Err(sqlx::Error::Protocol(
                     "the store has no SQLite thread".into(),
                 )),

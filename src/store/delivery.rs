@@ -101,7 +101,7 @@ impl Step {
         }
     }
 
-    fn events(&self) -> &[String] {
+    pub(super) fn events(&self) -> &[String] {
         match self {
             Step::Advance { events, .. } | Step::Finish { events, .. } => events,
         }
@@ -272,13 +272,26 @@ impl Store {
     /// for distinct deliveries, as one claim gives them; a later step for
     /// a delivery already in the batch is not applied.
     pub async fn record_steps<'a>(&self, steps: &'a [Step]) -> sqlx::Result<Vec<&'a Step>> {
+        let now_ms = now_ms();
+        let mut seen = HashSet::with_capacity(steps.len());
+        let steps: Vec<&Step> = steps
+            .iter()
+            .filter(|s| seen.insert(s.transaction_id()))
+            .collect();
+        if self.has_thread() {
+            let owned: Vec<Step> = steps.iter().map(|s| (*s).clone()).collect();
+            let result = self
+                .write_on_thread(move |c| super::sqlite_steps::record(c, &owned, now_ms))
+                .await;
+            if let Some(result) = result {
+                let applied = super::flatten(result)?;
+                return Ok(steps
+                    .into_iter()
+                    .filter(|s| applied.contains(&s.transaction_id()))
+                    .collect());
+            }
+        }
         with_db!(self, |pool, writer| {
-            let now_ms = now_ms();
-            let mut seen = HashSet::with_capacity(steps.len());
-            let steps: Vec<&Step> = steps
-                .iter()
-                .filter(|s| seen.insert(s.transaction_id()))
-                .collect();
             let mut tx = writer.begin().await?;
             let mut moved = on::move_stages(&mut tx, &steps).await?;
             moved.extend(on::finish(&mut tx, &steps).await?);
@@ -659,6 +672,18 @@ mod tests {
     #[tokio::test]
     async fn a_mixed_batch_is_applied_except_where_the_stage_changed() {
         let (_dir, store) = crate::store::test_store().await;
+        a_mixed_batch(store).await;
+    }
+
+    #[tokio::test]
+    async fn a_mixed_batch_is_applied_alike_through_sqlx() {
+        let (_dir, mut store) = crate::store::test_store().await;
+        // Without the SQLite thread, as on PostgreSQL.
+        store.thread = None;
+        a_mixed_batch(store).await;
+    }
+
+    async fn a_mixed_batch(store: Store) {
         seed(&store, 8).await;
         let (first, second) = (blast(&store).await, blast(&store).await);
         let mut with_callback = finish(2, "submit", 1, Some(first));

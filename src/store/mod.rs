@@ -26,6 +26,7 @@ pub mod promo;
 pub mod sends;
 pub mod smpp;
 pub mod sqlite_reads;
+mod sqlite_steps;
 pub mod sqlite_thread;
 pub mod transaction;
 pub mod user;
@@ -545,6 +546,15 @@ fn database_file(writer: &SqlitePool) -> Option<std::path::PathBuf> {
     let path = writer.connect_options().get_filename().to_path_buf();
     let in_memory = path.as_os_str().is_empty() || path.to_string_lossy().contains(":memory:");
     (!in_memory).then_some(path)
+}
+
+/// A result from the store's SQLite thread as sqlx's.
+pub(crate) fn flatten<T>(result: Result<rusqlite::Result<T>, String>) -> sqlx::Result<T> {
+    match result {
+        Ok(Ok(value)) => Ok(value),
+        Ok(Err(error)) => Err(sqlx::Error::Protocol(error.to_string())),
+        Err(error) => Err(sqlx::Error::Protocol(error)),
+    }
 }
 
 /// The hot paths' thread for a SQLite file; `None` (sqlx only) for an

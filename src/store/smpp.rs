@@ -60,7 +60,7 @@ impl Store {
                 .read_on_thread(move |c| on_thread::message(c, transaction_id))
                 .await
             {
-                return flatten(result);
+                return super::flatten(result);
             }
             let row = sqlx::query(
                 "SELECT t.sender, t.recipient, COALESCE(t.body, '') AS body FROM transactions t
@@ -104,7 +104,7 @@ impl Store {
                     .write_on_thread(move |c| on_thread::record(c, &accepted, &receipts, now))
                     .await;
                 if let Some(result) = result {
-                    return flatten(result);
+                    return super::flatten(result);
                 }
             }
             // Set-based: a handful of statements per batch whatever its size
@@ -218,15 +218,6 @@ impl Store {
                 .fetch_one(pool)
                 .await
         })
-    }
-}
-
-/// A result from the store's SQLite thread as sqlx's.
-fn flatten<T>(result: Result<rusqlite::Result<T>, String>) -> sqlx::Result<T> {
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(sqlx::Error::Protocol(error.to_string())),
-        Err(error) => Err(sqlx::Error::Protocol(error)),
     }
 }
 

@@ -114,7 +114,7 @@ const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, hash, client_id,
     from_name, recipient, to_input, to_name, kind, body, subject, content_id, status, carrier_id,
     callback, udp, blast_id, created_at, updated_at)
     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19)";
-const INSERT_HISTORY: &str =
+pub(super) const INSERT_HISTORY: &str =
     "INSERT INTO history (transaction_id, at_ms, event) VALUES (?1, ?2, ?3)";
 const INSERT_DELIVERY: &str =
     "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id)

@@ -1,0 +1,117 @@
+//! The delivery worker's and the SMPP recorder's steps
+//! ([`super::Store::record_steps`]) on the hot paths' SQLite thread.
+//!
+//! Through sqlx a batch of steps is eight statements, each handed to the
+//! connection's worker thread and back, and each parsed anew (the texts
+//! change with the row count). Here the whole batch is one hand-over, and
+//! every statement is prepared once and run per row. The rules are those
+//! of the sqlx path: a step applies only while its delivery is still in
+//! the stage it was claimed in, and only an applied step writes a status,
+//! history, a callback, a blast count or a bar.
+
+use std::collections::{BTreeMap, HashSet};
+
+use rusqlite::{Connection, TransactionBehavior, params};
+
+use super::delivery::Step;
+use super::sqlite_thread::INSERT_HISTORY;
+
+const MOVE_STAGE: &str =
+    "UPDATE deliveries SET stage = ?3, due_ms = ?4 WHERE transaction_id = ?1 AND stage = ?2";
+const FINISH: &str = "DELETE FROM deliveries WHERE transaction_id = ?1 AND stage = ?2";
+const SET_STATUS: &str = "UPDATE transactions SET status = ?2, code = COALESCE(?3, code),
+    updated_at = ?4 WHERE id = ?1";
+const INSERT_WEBHOOK: &str =
+    "INSERT INTO webhooks (client_id, url, content_type, body, due_ms, created_at)
+    VALUES (?1, ?2, ?3, ?4, ?5, ?6)";
+const COUNT_BLAST: &str = "UPDATE blasts SET sent = sent + ?2, failed = failed + ?3 WHERE id = ?1";
+const BAR: &str = "INSERT INTO blacklist (number, carrier_id, created_at) VALUES (?1, ?2, ?3)
+    ON CONFLICT DO NOTHING";
+
+/// Applies `steps` (one per transaction) in one transaction; returns the
+/// transactions whose step applied.
+pub fn record(
+    connection: &mut Connection,
+    steps: &[Step],
+    now_ms: i64,
+) -> rusqlite::Result<HashSet<i64>> {
+    let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let mut applied = HashSet::with_capacity(steps.len());
+    let mut blasts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
+    {
+        let mut move_stage = tx.prepare_cached(MOVE_STAGE)?;
+        let mut finish = tx.prepare_cached(FINISH)?;
+        let mut set_status = tx.prepare_cached(SET_STATUS)?;
+        let mut history = tx.prepare_cached(INSERT_HISTORY)?;
+        for step in steps {
+            let id = step.transaction_id();
+            let (moved, status, code) = match step {
+                Step::Advance {
+                    from_stage,
+                    stage,
+                    due_ms,
+                    status,
+                    ..
+                } => (
+                    move_stage.execute(params![id, from_stage, stage, due_ms])?,
+                    *status,
+                    None,
+                ),
+                Step::Finish {
+                    from_stage,
+                    status,
+                    code,
+                    ..
+                } => (
+                    finish.execute(params![id, from_stage])?,
+                    Some(*status),
+                    Some(*code),
+                ),
+            };
+            if moved == 0 {
+                continue;
+            }
+            applied.insert(id);
+            if let Some(status) = status {
+                set_status.execute(params![id, status, code, now_ms / 1000])?;
+            }
+            for event in step.events() {
+                history.execute(params![id, now_ms, event])?;
+            }
+            let Step::Finish {
+                code,
+                webhook,
+                blast_id,
+                bar,
+                ..
+            } = step
+            else {
+                continue;
+            };
+            if let Some(hook) = webhook {
+                tx.prepare_cached(INSERT_WEBHOOK)?.execute(params![
+                    hook.client_id,
+                    hook.url,
+                    hook.content_type,
+                    hook.body,
+                    now_ms,
+                    now_ms / 1000
+                ])?;
+            }
+            if let Some(blast_id) = blast_id {
+                let (sent, failed) = blasts.entry(*blast_id).or_default();
+                *if *code == 1 { sent } else { failed } += 1;
+            }
+            if let Some((number, carrier_id)) = bar {
+                tx.prepare_cached(BAR)?
+                    .execute(params![number, carrier_id, now_ms / 1000])?;
+            }
+        }
+        for (blast_id, (sent, failed)) in blasts {
+            tx.prepare_cached(COUNT_BLAST)?
+                .execute(params![blast_id, sent, failed])?;
+        }
+    }
+    tx.commit()?;
+    Ok(applied)
+}
