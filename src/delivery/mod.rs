@@ -98,7 +98,7 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
         .iter()
         .map(|due| decide(app, &table, due, now, &mut hands))
         .collect();
-    let applied = app.store.record_steps(&steps).await?;
+    let applied = app.store.record_steps(steps).await?;
     after_commit(app, &table, &applied);
     let moved: HashSet<i64> = applied.iter().map(|s| s.transaction_id()).collect();
     for hand in hands {
@@ -133,7 +133,7 @@ impl Hand {
 }
 
 /// What is told to others once a step is committed.
-pub(crate) fn after_commit(app: &App, table: &CarrierTable, applied: &[&Step]) {
+pub(crate) fn after_commit(app: &App, table: &CarrierTable, applied: &[Step]) {
     let mut webhooks = false;
     let mut blasts = false;
     for step in applied {

@@ -555,7 +555,7 @@ fn sent_event(due: &Due) -> String {
 /// whose delivery left its stage meanwhile does not).
 async fn apply(app: &App, steps: Vec<Step>) -> anyhow::Result<usize> {
     let table = app.carrier_table();
-    let applied = app.store.record_steps(&steps).await?;
+    let applied = app.store.record_steps(steps).await?;
     after_commit(app, &table, &applied);
     Ok(applied.len())
 }

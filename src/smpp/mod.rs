@@ -469,7 +469,7 @@ async fn settle(app: &App, ids: Vec<i64>, done: &HashMap<i64, &Report>) -> anyho
         return Ok(());
     }
     let table = app.carrier_table();
-    let applied = app.store.record_steps(&steps).await?;
+    let applied = app.store.record_steps(steps).await?;
     after_commit(app, &table, &applied);
     Ok(())
 }

@@ -262,40 +262,53 @@ impl Store {
 
     /// Records a worker step's outcomes in one SQL transaction. Returns the
     /// steps that were applied (a delivery whose stage changed since it
-    /// was claimed is left alone).
+    /// was claimed is left alone). Steps are for distinct deliveries, as
+    /// one claim gives them; a later step for a delivery already in the
+    /// batch is not applied.
     ///
-    /// The statements are set-based, so a batch costs a handful of
-    /// statements whatever its size: the stage moves and the ends (each
-    /// learning which deliveries were still in their claimed stage), the
-    /// statuses, the history, the blast counts and the callbacks. Only
-    /// barring a number, which is rare, is a statement per step. Steps are
-    /// for distinct deliveries, as one claim gives them; a later step for
-    /// a delivery already in the batch is not applied.
-    pub async fn record_steps<'a>(&self, steps: &'a [Step]) -> sqlx::Result<Vec<&'a Step>> {
+    /// With the hot paths' SQLite thread the batch is one hand-over to it
+    /// ([`super::sqlite_steps`]), the steps moving there and back rather
+    /// than being copied. Otherwise the statements are set-based, so a
+    /// batch costs a handful of statements whatever its size: the stage
+    /// moves and the ends (each learning which deliveries were still in
+    /// their claimed stage), the statuses, the history, the blast counts
+    /// and the callbacks. Only barring a number, which is rare, is a
+    /// statement per step.
+    pub async fn record_steps(&self, steps: Vec<Step>) -> sqlx::Result<Vec<Step>> {
         let now_ms = now_ms();
         let mut seen = HashSet::with_capacity(steps.len());
-        let steps: Vec<&Step> = steps
-            .iter()
+        let steps: Vec<Step> = steps
+            .into_iter()
             .filter(|s| seen.insert(s.transaction_id()))
             .collect();
+        let keep_applied = |steps: Vec<Step>, moved: &HashSet<i64>| -> Vec<Step> {
+            steps
+                .into_iter()
+                .filter(|s| moved.contains(&s.transaction_id()))
+                .collect()
+        };
         if self.has_thread() {
-            let owned: Vec<Step> = steps.iter().map(|s| (*s).clone()).collect();
             let result = self
-                .write_on_thread(move |c| super::sqlite_steps::record(c, &owned, now_ms))
+                .write_on_thread(move |c| {
+                    let moved = super::sqlite_steps::record(c, &steps, now_ms);
+                    (steps, moved)
+                })
                 .await;
-            if let Some(result) = result {
-                let applied = super::flatten(result)?;
-                return Ok(steps
-                    .into_iter()
-                    .filter(|s| applied.contains(&s.transaction_id()))
-                    .collect());
-            }
+            return match result {
+                Some(result) => super::flatten(
+                    result.map(|(steps, moved)| moved.map(|m| keep_applied(steps, &m))),
+                ),
+                None => Err(sqlx::Error::Protocol(
+                    "the store has no SQLite thread".into(),
+                )),
+            };
         }
         with_db!(self, |pool, writer| {
+            let all: Vec<&Step> = steps.iter().collect();
             let mut tx = writer.begin().await?;
-            let mut moved = on::move_stages(&mut tx, &steps).await?;
-            moved.extend(on::finish(&mut tx, &steps).await?);
-            let applied: Vec<&Step> = steps
+            let mut moved = on::move_stages(&mut tx, &all).await?;
+            moved.extend(on::finish(&mut tx, &all).await?);
+            let applied: Vec<&Step> = all
                 .into_iter()
                 .filter(|s| moved.contains(&s.transaction_id()))
                 .collect();
@@ -320,7 +333,7 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            Ok(applied)
+            Ok(keep_applied(steps, &moved))
         })
     }
 
@@ -711,7 +724,7 @@ mod tests {
             finish(8, "submit", 1, Some(second)),
         ];
 
-        let applied = store.record_steps(&steps).await.expect("recorded");
+        let applied = store.record_steps(steps).await.expect("recorded");
 
         let ids: Vec<i64> = applied.iter().map(|s| s.transaction_id()).collect();
         assert_eq!(ids, [1, 2, 3, 4, 7, 8]);
@@ -770,7 +783,7 @@ mod tests {
         let (_dir, store) = crate::store::test_store().await;
         seed(&store, 1).await;
         let steps = vec![advance(1, "submit", 5_000), finish(1, "submit", 1, None)];
-        let applied = store.record_steps(&steps).await.expect("recorded");
+        let applied = store.record_steps(steps).await.expect("recorded");
         assert_eq!(applied.len(), 1);
         assert!(matches!(applied[0], Step::Advance { .. }));
         assert_eq!(delivery(&store, 1).await, Some(("receipt".into(), 5_000)));
@@ -793,7 +806,7 @@ mod tests {
                 }
             })
             .collect();
-        let applied = store.record_steps(&steps).await.expect("recorded");
+        let applied = store.record_steps(steps).await.expect("recorded");
         assert_eq!(applied.len(), 26_000);
         assert_eq!(
             count(

@@ -4,7 +4,8 @@
 //! Through sqlx a batch of steps is eight statements, each handed to the
 //! connection's worker thread and back, and each parsed anew (the texts
 //! change with the row count). Here the whole batch is one hand-over, and
-//! every statement is prepared once and run per row. The rules are those
+//! the statements of every step are prepared once and run per row (the
+//! rare ones, a bar and a blast's count, are looked up when needed). The rules are those
 //! of the sqlx path: a step applies only while its delivery is still in
 //! the stage it was claimed in, and only an applied step writes a status,
 //! history, a callback, a blast count or a bar.
@@ -43,6 +44,7 @@ pub fn record(
         let mut finish = tx.prepare_cached(FINISH)?;
         let mut set_status = tx.prepare_cached(SET_STATUS)?;
         let mut history = tx.prepare_cached(INSERT_HISTORY)?;
+        let mut webhooks = tx.prepare_cached(INSERT_WEBHOOK)?;
         for step in steps {
             let id = step.transaction_id();
             let (moved, status, code) = match step {
@@ -89,7 +91,7 @@ pub fn record(
                 continue;
             };
             if let Some(hook) = webhook {
-                tx.prepare_cached(INSERT_WEBHOOK)?.execute(params![
+                webhooks.execute(params![
                     hook.client_id,
                     hook.url,
                     hook.content_type,
