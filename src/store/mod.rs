@@ -560,22 +560,30 @@ pub(crate) fn flatten<T>(result: Result<rusqlite::Result<T>, String>) -> sqlx::R
 /// The hot paths' thread for a SQLite file; `None` (sqlx only) for an
 /// in-memory database or when it cannot be opened.
 fn open_thread(writer: &SqlitePool) -> Option<sqlite_thread::SqliteThread> {
-    match sqlite_thread::SqliteThread::open(&database_file(writer)?) {
-        Ok(thread) => Some(thread),
-        Err(error) => {
-            tracing::warn!(%error, "cannot open the database on a thread of its own; using the pool only");
-            None
-        }
-    }
+    open_beside(
+        writer,
+        "a thread of its own",
+        sqlite_thread::SqliteThread::open,
+    )
 }
 
 /// The hot paths' in-place readers for a SQLite file; `None` (sqlx only)
 /// for an in-memory database or when they cannot be opened.
 fn open_reads(writer: &SqlitePool) -> Option<sqlite_reads::SqliteReads> {
-    match sqlite_reads::SqliteReads::open(&database_file(writer)?) {
-        Ok(reads) => Some(reads),
+    open_beside(writer, "in-place readers", sqlite_reads::SqliteReads::open)
+}
+
+/// Connections of the pool's database file opened beside it by `open`;
+/// on failure the pool alone serves (said once in the log).
+fn open_beside<T>(
+    writer: &SqlitePool,
+    what: &str,
+    open: impl FnOnce(&std::path::Path) -> anyhow::Result<T>,
+) -> Option<T> {
+    match open(&database_file(writer)?) {
+        Ok(opened) => Some(opened),
         Err(error) => {
-            tracing::warn!(%error, "cannot open the database's in-place readers; using the pool only");
+            tracing::warn!(%error, "cannot open the database for {what}; using the pool only");
             None
         }
     }
