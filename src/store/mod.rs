@@ -550,11 +550,15 @@ fn database_file(writer: &SqlitePool) -> Option<std::path::PathBuf> {
 
 /// A result from the store's SQLite thread as sqlx's.
 pub(crate) fn flatten<T>(result: Result<rusqlite::Result<T>, String>) -> sqlx::Result<T> {
-    match result {
-        Ok(Ok(value)) => Ok(value),
-        Ok(Err(error)) => Err(sqlx::Error::Protocol(error.to_string())),
-        Err(error) => Err(sqlx::Error::Protocol(error)),
-    }
+    result
+        .map_err(sqlx::Error::Protocol)?
+        .map_err(from_rusqlite)
+}
+
+/// A rusqlite error (the hot paths' own connections) as sqlx's, which
+/// the rest of the store speaks.
+pub(crate) fn from_rusqlite(error: rusqlite::Error) -> sqlx::Error {
+    sqlx::Error::Protocol(error.to_string())
 }
 
 /// The hot paths' thread for a SQLite file; `None` (sqlx only) for an

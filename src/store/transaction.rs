@@ -63,7 +63,7 @@ impl Store {
         if let Some(reads) = &self.reads {
             return reads
                 .transaction_with_history(id)
-                .map_err(|e| sqlx::Error::Protocol(e.to_string()));
+                .map_err(super::from_rusqlite);
         }
         with_db!(self, |pool, writer| {
             let rows = sqlx::query(
@@ -118,7 +118,7 @@ impl Store {
         if let Some(reads) = &self.reads {
             return reads
                 .opt_status(number, campaign_id)
-                .map_err(|e| sqlx::Error::Protocol(e.to_string()));
+                .map_err(super::from_rusqlite);
         }
         with_db!(self, |pool, writer| {
             if let Some(status) = self.opt_reads.status(number, campaign_id).await {
