@@ -74,37 +74,40 @@ pub async fn run(app: Arc<App>, mut stop: watch::Receiver<bool>) {
 
 /// One step of the worker: handles every delivery due now and returns how
 /// many it handled. Tests call this to drain the queue without sleeping.
-pub async fn run_once(app: &App) -> anyhow::Result<usize> {
+pub async fn run_once(app: &Arc<App>) -> anyhow::Result<usize> {
     if app.smpp.backlogged() {
         // Woken when the binds have taken half of what they hold.
         return Ok(0);
     }
     let now = now_ms();
-    let claimed = app
+    let table = app.carrier_table();
+    // Decided where the claim is made (on SQLite's thread, inside the
+    // claim's transaction): deciding is brief and does no I/O.
+    let deciding = (app.clone(), table.clone());
+    let stepped = app
         .store
-        .claim_deliveries(
+        .step_deliveries(
             now,
             LEASE_MS,
             app.config.delivery.batch.max(1),
             &app.smpp.served_elsewhere(),
+            move |claimed| {
+                let (app, table) = deciding;
+                let mut hands = Vec::new();
+                let steps = claimed
+                    .iter()
+                    .map(|due| decide(&app, &table, due, now, &mut hands))
+                    .collect();
+                (steps, hands)
+            },
         )
         .await?;
-    if claimed.is_empty() {
-        return Ok(0);
-    }
-    let table = app.carrier_table();
-    let mut hands = Vec::new();
-    let steps: Vec<Step> = claimed
-        .iter()
-        .map(|due| decide(app, &table, due, now, &mut hands))
-        .collect();
-    let applied = app.store.record_steps(steps).await?;
-    after_commit(app, &table, &applied);
-    let moved: HashSet<i64> = applied.iter().map(|s| s.transaction_id()).collect();
-    for hand in hands {
+    after_commit(app, &table, &stepped.applied);
+    let moved: HashSet<i64> = stepped.applied.iter().map(|s| s.transaction_id()).collect();
+    for hand in stepped.beside {
         hand.give(app, &moved);
     }
-    Ok(claimed.len())
+    Ok(stepped.claimed)
 }
 
 /// A message for a connector, given once the step that moves it to the

@@ -36,7 +36,7 @@ pub mod pdu;
 pub mod receipt;
 pub mod session;
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -329,7 +329,7 @@ pub async fn run(app: Arc<App>, stop: watch::Receiver<bool>) {
     // the transaction waiting for a receipt it already has: end those first.
     match app.store.smpp_receipted_waiting().await {
         Ok(ids) => {
-            if let Err(error) = settle(&app, ids, &HashMap::new()).await {
+            if let Err(error) = settle(&app, Vec::new(), Vec::new(), HashMap::new(), ids).await {
                 tracing::warn!(error = %format!("{error:#}"), "settling receipted messages failed");
             }
         }
@@ -390,14 +390,15 @@ fn answer_receipts(reports: Vec<Report>, ok: bool) {
 async fn record_batch(app: &App, reports: &[Report]) -> anyhow::Result<()> {
     let mut accepted = Vec::new();
     let mut receipts = Vec::new();
+    let mut done = HashMap::new();
     for report in reports {
         match report {
             Report::Done {
                 job,
-                results: Ok(results),
-                ..
+                results,
+                receipts,
             } => {
-                for result in results {
+                for result in results.iter().flatten() {
                     if let Ok(Some(id)) = &result.outcome {
                         accepted.push(AcceptedSegment {
                             transaction_id: job.transaction_id,
@@ -407,8 +408,8 @@ async fn record_batch(app: &App, reports: &[Report]) -> anyhow::Result<()> {
                         });
                     }
                 }
+                done.insert(job.transaction_id, (results.clone(), *receipts));
             }
-            Report::Done { .. } => {}
             Report::Receipt { receipt, .. } => receipts.push(ReceiptRow {
                 key: receipt.message_id.clone(),
                 candidates: receipt::candidates(&receipt.message_id),
@@ -418,59 +419,39 @@ async fn record_batch(app: &App, reports: &[Report]) -> anyhow::Result<()> {
             }),
         }
     }
-    let touched = app.store.smpp_record(&accepted, &receipts).await?;
-    let done: HashMap<i64, &Report> = reports
-        .iter()
-        .filter_map(|r| match r {
-            Report::Done { job, .. } => Some((job.transaction_id, r)),
-            Report::Receipt { .. } => None,
-        })
-        .collect();
-    let ids: BTreeSet<i64> = touched
-        .iter()
-        .copied()
-        .chain(done.keys().copied())
-        .collect();
-    settle(app, ids.into_iter().collect(), &done).await
+    settle(app, accepted, receipts, done, Vec::new()).await
 }
 
-/// Moves each of `ids` on from what its segments now say (and, for those
-/// in `done`, from how their submission went).
-async fn settle(app: &App, ids: Vec<i64>, done: &HashMap<i64, &Report>) -> anyhow::Result<()> {
-    if ids.is_empty() {
-        return Ok(());
-    }
-    let dues = app.store.smpp_dues(&ids).await?;
-    let progress: HashMap<i64, Vec<SegmentState>> = app
-        .store
-        .smpp_progress(&ids)
-        .await?
-        .into_iter()
-        .map(|(id, _, segments)| (id, segments))
-        .collect();
+/// How a job's submission went, and whether it asked for receipts.
+type Submitted = (Result<Vec<SegmentResult>, Failure>, bool);
+
+/// Records the segments and receipts, and moves on each transaction they
+/// touched, each in `done` and each of `also` from what its segments now
+/// say (those in `done` also from how their submission went): one commit
+/// on SQLite.
+async fn settle(
+    app: &App,
+    accepted: Vec<AcceptedSegment>,
+    receipts: Vec<ReceiptRow>,
+    done: HashMap<i64, Submitted>,
+    mut also: Vec<i64>,
+) -> anyhow::Result<()> {
     let now = now_ms();
-    let steps: Vec<Step> = dues
-        .iter()
-        .filter_map(|due| {
-            let segments = progress
-                .get(&due.transaction_id)
-                .map_or(&[][..], Vec::as_slice);
+    also.extend(done.keys());
+    let applied = app
+        .store
+        .smpp_settle(accepted, receipts, also, move |due, segments| {
             match done.get(&due.transaction_id) {
-                Some(Report::Done {
-                    results, receipts, ..
-                }) if due.stage == "smpp" => {
+                Some((results, receipts)) if due.stage == "smpp" => {
                     Some(after_submit(due, results, *receipts, segments, now))
                 }
                 _ => conclude(due, segments, true),
             }
         })
-        .collect();
-    if steps.is_empty() {
-        return Ok(());
+        .await?;
+    if !applied.is_empty() {
+        after_commit(app, &app.carrier_table(), &applied);
     }
-    let table = app.carrier_table();
-    let applied = app.store.record_steps(steps).await?;
-    after_commit(app, &table, &applied);
     Ok(())
 }
 

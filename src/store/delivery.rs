@@ -162,7 +162,87 @@ macro_rules! fair_claim {
     };
 }
 
+/// The claim on SQLite (one node: no rows are another's), through sqlx or
+/// on the hot paths' thread: `$1` now, `$2` the lease, `$3` the limit.
+pub(crate) const SQLITE_CLAIM: &str = concat!(
+    "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
+     WHERE transaction_id IN (",
+    fair_claim!(sqlite, ""),
+    ") RETURNING transaction_id, stage, expires_ms, attempts"
+);
+
+/// What [`Store::step_deliveries`] did: how many deliveries it claimed,
+/// the steps that applied, and what the decision gave beside its steps.
+pub struct Stepped<X> {
+    pub claimed: usize,
+    pub applied: Vec<Step>,
+    pub beside: X,
+}
+
+/// The steps whose transaction is in `moved`.
+fn applied_only(steps: Vec<Step>, moved: &HashSet<i64>) -> Vec<Step> {
+    steps
+        .into_iter()
+        .filter(|s| moved.contains(&s.transaction_id()))
+        .collect()
+}
+
 impl Store {
+    /// The worker's step: claims up to `limit` deliveries due at `now_ms`
+    /// (as [`Store::claim_deliveries`]), has `decide` give each its step
+    /// (in the order given), and records the steps (as
+    /// [`Store::record_steps`]). `decide` returns something beside the
+    /// steps, handed back with them (the messages for connectors).
+    ///
+    /// On the hot paths' SQLite thread the claim and the steps are one
+    /// transaction and one hand-over: one writer turn and one commit a
+    /// batch instead of two, and a crash before the commit leaves the
+    /// deliveries as they were. Elsewhere the claim commits first (leasing
+    /// the rows to this node) and the steps after it.
+    pub async fn step_deliveries<X: Send + 'static>(
+        &self,
+        now_ms: i64,
+        lease_ms: i64,
+        limit: i64,
+        elsewhere: &[i64],
+        decide: impl FnOnce(&[Due]) -> (Vec<Step>, X) + Send + 'static,
+    ) -> sqlx::Result<Stepped<X>> {
+        if self.has_thread() {
+            let result = self
+                .write_on_thread(move |c| {
+                    let tx =
+                        c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+                    let dues = super::sqlite_steps::claim(&tx, now_ms, lease_ms, limit)?;
+                    let (steps, beside) = decide(&dues);
+                    let moved = super::sqlite_steps::apply(&tx, &steps, now_ms)?;
+                    tx.commit()?;
+                    Ok(Stepped {
+                        claimed: dues.len(),
+                        applied: applied_only(steps, &moved),
+                        beside,
+                    })
+                })
+                .await;
+            return super::flatten(
+                result.unwrap_or_else(|| Err("the store has no SQLite thread".into())),
+            );
+        }
+        let dues = self
+            .claim_deliveries(now_ms, lease_ms, limit, elsewhere)
+            .await?;
+        let (steps, beside) = decide(&dues);
+        let applied = if steps.is_empty() {
+            Vec::new()
+        } else {
+            self.record_steps(steps).await?
+        };
+        Ok(Stepped {
+            claimed: dues.len(),
+            applied,
+            beside,
+        })
+    }
+
     /// Claims up to `limit` deliveries due at `now_ms`, oldest first, by
     /// moving their due time `lease_ms` ahead.
     pub async fn claim_deliveries(
@@ -206,12 +286,7 @@ impl Store {
                 };
             }
             let sql = match (PG, elsewhere.is_empty()) {
-                (false, _) => concat!(
-                    "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
-                     WHERE transaction_id IN (",
-                    fair_claim!(sqlite, ""),
-                    ") RETURNING transaction_id, stage, expires_ms, attempts"
-                ),
+                (false, _) => SQLITE_CLAIM,
                 (true, true) => claim_on_postgres!(""),
                 (true, false) => claim_on_postgres!(
                     "AND NOT EXISTS (SELECT 1 FROM transactions t
@@ -281,12 +356,6 @@ impl Store {
             .into_iter()
             .filter(|s| seen.insert(s.transaction_id()))
             .collect();
-        let keep_applied = |steps: Vec<Step>, moved: &HashSet<i64>| -> Vec<Step> {
-            steps
-                .into_iter()
-                .filter(|s| moved.contains(&s.transaction_id()))
-                .collect()
-        };
         if self.has_thread() {
             let result = self
                 .write_on_thread(move |c| {
@@ -296,7 +365,7 @@ impl Store {
                 .await;
             return match result {
                 Some(result) => super::flatten(
-                    result.map(|(steps, moved)| moved.map(|m| keep_applied(steps, &m))),
+                    result.map(|(steps, moved)| moved.map(|m| applied_only(steps, &m))),
                 ),
                 None => Err(sqlx::Error::Protocol(
                     "the store has no SQLite thread".into(),
@@ -333,7 +402,7 @@ impl Store {
                 }
             }
             tx.commit().await?;
-            Ok(keep_applied(steps, &moved))
+            Ok(applied_only(steps, &moved))
         })
     }
 

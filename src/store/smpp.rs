@@ -8,7 +8,7 @@ use std::collections::{BTreeSet, HashMap};
 
 use sqlx::{QueryBuilder, Row};
 
-use super::delivery::{DUE_COLUMNS, Due};
+use super::delivery::{DUE_COLUMNS, Due, Step};
 use super::{Store, now_ms};
 
 /// A message to submit: its text and what was already accepted of it.
@@ -115,6 +115,61 @@ impl Store {
             tx.commit().await?;
             Ok(touched)
         })
+    }
+
+    /// Records accepted segments and final receipts (as
+    /// [`Store::smpp_record`]), then the steps they lead to: `decide` is
+    /// given the delivery and the segments of every transaction they
+    /// touched, and of each of `also` (those whose submission just ended),
+    /// if still queued. Returns the steps that applied.
+    ///
+    /// On the hot paths' SQLite thread all of it is one transaction and one
+    /// hand-over; elsewhere the segments commit first and the steps after
+    /// them (a crash between the two is settled at the next start, see
+    /// [`Store::smpp_receipted_waiting`]).
+    pub async fn smpp_settle(
+        &self,
+        accepted: Vec<AcceptedSegment>,
+        receipts: Vec<ReceiptRow>,
+        also: Vec<i64>,
+        mut decide: impl FnMut(&Due, &[SegmentState]) -> Option<Step> + Send + 'static,
+    ) -> sqlx::Result<Vec<Step>> {
+        let now = now_ms();
+        if self.has_thread() {
+            let result = self
+                .write_on_thread(move |c| {
+                    on_thread::settle(c, &accepted, &receipts, also, now, &mut decide)
+                })
+                .await;
+            return super::flatten(
+                result.unwrap_or_else(|| Err("the store has no SQLite thread".into())),
+            );
+        }
+        let mut ids = self.smpp_record(&accepted, &receipts).await?;
+        ids.extend(also);
+        if ids.is_empty() {
+            return Ok(Vec::new());
+        }
+        let ids: Vec<i64> = ids.into_iter().collect();
+        let progress: HashMap<i64, Vec<SegmentState>> = self
+            .smpp_progress(&ids)
+            .await?
+            .into_iter()
+            .map(|(id, _, segments)| (id, segments))
+            .collect();
+        let steps: Vec<Step> = self
+            .smpp_dues(&ids)
+            .await?
+            .iter()
+            .filter_map(|due| {
+                let segments = progress.get(&due.transaction_id);
+                decide(due, segments.map_or(&[][..], Vec::as_slice))
+            })
+            .collect();
+        if steps.is_empty() {
+            return Ok(Vec::new());
+        }
+        self.record_steps(steps).await
     }
 
     /// Every segment known of these transactions, with the delivery stage
@@ -229,7 +284,8 @@ mod on_thread {
 
     use rusqlite::{Connection, OptionalExtension, Transaction, TransactionBehavior, params};
 
-    use super::{AcceptedSegment, ReceiptRow, SmppMessage};
+    use super::{AcceptedSegment, Due, ReceiptRow, SegmentState, SmppMessage, Step};
+    use crate::store::sqlite_steps;
 
     pub fn message(
         c: &mut Connection,
@@ -272,8 +328,62 @@ mod on_thread {
         receipts: &[ReceiptRow],
         now: i64,
     ) -> rusqlite::Result<BTreeSet<i64>> {
-        let mut touched = BTreeSet::new();
         let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let touched = record_in(&tx, accepted, receipts, now)?;
+        tx.commit()?;
+        Ok(touched)
+    }
+
+    /// See [`super::Store::smpp_settle`].
+    pub fn settle(
+        c: &mut Connection,
+        accepted: &[AcceptedSegment],
+        receipts: &[ReceiptRow],
+        also: Vec<i64>,
+        now: i64,
+        decide: &mut dyn FnMut(&Due, &[SegmentState]) -> Option<Step>,
+    ) -> rusqlite::Result<Vec<Step>> {
+        let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut ids = record_in(&tx, accepted, receipts, now)?;
+        ids.extend(also);
+        let mut steps = Vec::new();
+        for id in ids {
+            let Some(due) = sqlite_steps::due(&tx, id)? else {
+                continue;
+            };
+            steps.extend(decide(&due, &segments(&tx, id)?));
+        }
+        let moved = sqlite_steps::apply(&tx, &steps, now)?;
+        tx.commit()?;
+        steps.retain(|step| moved.contains(&step.transaction_id()));
+        Ok(steps)
+    }
+
+    /// A transaction's segments, in order.
+    fn segments(tx: &Transaction<'_>, transaction_id: i64) -> rusqlite::Result<Vec<SegmentState>> {
+        tx.prepare_cached(
+            "SELECT segment, total, message_id IS NOT NULL, delivered, receipt
+             FROM smpp_segments WHERE transaction_id = ?1 ORDER BY segment",
+        )?
+        .query_map(params![transaction_id], |r| {
+            Ok(SegmentState {
+                segment: r.get(0)?,
+                total: r.get(1)?,
+                accepted: r.get(2)?,
+                delivered: r.get::<_, Option<i64>>(3)?.map(|d| d == 1),
+                receipt: r.get(4)?,
+            })
+        })?
+        .collect()
+    }
+
+    fn record_in(
+        tx: &Transaction<'_>,
+        accepted: &[AcceptedSegment],
+        receipts: &[ReceiptRow],
+        now: i64,
+    ) -> rusqlite::Result<BTreeSet<i64>> {
+        let mut touched = BTreeSet::new();
         for segment in accepted {
             tx.prepare_cached(
                 "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, accepted_ms)
@@ -290,13 +400,13 @@ mod on_thread {
                 now
             ])?;
             touched.insert(segment.transaction_id);
-            apply_pending(&tx, segment)?;
+            apply_pending(tx, segment)?;
         }
         for receipt in receipts {
-            match find_segment(&tx, &receipt.candidates)? {
+            match find_segment(tx, &receipt.candidates)? {
                 Some((transaction_id, segment)) => {
                     set_receipt(
-                        &tx,
+                        tx,
                         transaction_id,
                         segment,
                         &receipt.stat,
@@ -323,7 +433,6 @@ mod on_thread {
                 }
             }
         }
-        tx.commit()?;
         Ok(touched)
     }
 

@@ -1,5 +1,6 @@
 //! The delivery worker's and the SMPP recorder's steps
-//! ([`super::Store::record_steps`]) on the hot paths' SQLite thread.
+//! ([`super::Store::record_steps`]) on the hot paths' SQLite thread, and
+//! the reads and claims that lead to them.
 //!
 //! Through sqlx a batch of steps is eight statements, each handed to the
 //! connection's worker thread and back, and each parsed anew (the texts
@@ -9,12 +10,16 @@
 //! of the sqlx path: a step applies only while its delivery is still in
 //! the stage it was claimed in, and only an applied step writes a status,
 //! history, a callback, a blast count or a bar.
+//!
+//! [`apply`] runs inside a transaction its caller holds, so a worker's
+//! claim or the recorder's SMPP results commit together with the steps
+//! they lead to: one writer turn and one commit instead of two.
 
 use std::collections::{BTreeMap, HashSet};
 
-use rusqlite::{Connection, TransactionBehavior, params};
+use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
 
-use super::delivery::Step;
+use super::delivery::{DUE_COLUMNS, Due, SQLITE_CLAIM, Step};
 use super::sqlite_thread::INSERT_HISTORY;
 
 const MOVE_STAGE: &str =
@@ -37,6 +42,14 @@ pub fn record(
     now_ms: i64,
 ) -> rusqlite::Result<HashSet<i64>> {
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let applied = apply(&tx, steps, now_ms)?;
+    tx.commit()?;
+    Ok(applied)
+}
+
+/// Applies `steps` (one per transaction) within `tx`; returns the
+/// transactions whose step applied.
+pub fn apply(tx: &Transaction<'_>, steps: &[Step], now_ms: i64) -> rusqlite::Result<HashSet<i64>> {
     let mut applied = HashSet::with_capacity(steps.len());
     let mut blasts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     {
@@ -114,6 +127,75 @@ pub fn record(
                 .execute(params![blast_id, sent, failed])?;
         }
     }
-    tx.commit()?;
     Ok(applied)
+}
+
+/// The delivery of a transaction, if still queued, as the worker would
+/// claim it (without claiming it).
+pub fn due(tx: &Transaction<'_>, transaction_id: i64) -> rusqlite::Result<Option<Due>> {
+    let sql = format!(
+        "SELECT d.stage, d.expires_ms, d.attempts, {DUE_COLUMNS}
+         FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
+         WHERE d.transaction_id = ?1"
+    );
+    let mut select = tx.prepare_cached(&sql)?;
+    let mut rows = select.query(params![transaction_id])?;
+    match rows.next()? {
+        Some(row) => Ok(Some(due_of(row, row.get(0)?, row.get(1)?, row.get(2)?, 3)?)),
+        None => Ok(None),
+    }
+}
+
+/// A [`Due`] from a row holding [`DUE_COLUMNS`] from column `at` on.
+fn due_of(
+    row: &Row<'_>,
+    stage: String,
+    expires_ms: i64,
+    attempts: i64,
+    at: usize,
+) -> rusqlite::Result<Due> {
+    Ok(Due {
+        transaction_id: row.get(at)?,
+        stage,
+        expires_ms,
+        attempts,
+        hash: row.get(at + 1)?,
+        client_id: row.get(at + 2)?,
+        campaign_id: row.get(at + 3)?,
+        recipient: row.get(at + 4)?,
+        sender: row.get(at + 5)?,
+        body: row.get(at + 6)?,
+        kind: row.get(at + 7)?,
+        carrier_id: row.get(at + 8)?,
+        callback: row.get(at + 9)?,
+        udp: row.get(at + 10)?,
+        blast_id: row.get(at + 11)?,
+    })
+}
+
+/// Claims up to `limit` deliveries due at `now_ms` within `tx`, as
+/// [`super::Store::claim_deliveries`] does on SQLite, in id order.
+pub fn claim(
+    tx: &Transaction<'_>,
+    now_ms: i64,
+    lease_ms: i64,
+    limit: i64,
+) -> rusqlite::Result<Vec<Due>> {
+    let mut claimed = tx
+        .prepare_cached(SQLITE_CLAIM)?
+        .query_map(params![now_ms, lease_ms, limit], |r| {
+            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
+        })?
+        .collect::<rusqlite::Result<Vec<(i64, String, i64, i64)>>>()?;
+    claimed.sort_unstable_by_key(|(id, ..)| *id);
+    let sql = format!("SELECT {DUE_COLUMNS} FROM transactions t WHERE t.id = ?1");
+    let mut select = tx.prepare_cached(&sql)?;
+    let mut dues = Vec::with_capacity(claimed.len());
+    for (id, stage, expires_ms, attempts) in claimed {
+        let mut rows = select.query(params![id])?;
+        if let Some(row) = rows.next()? {
+            dues.push(due_of(row, stage, expires_ms, attempts, 0)?);
+        }
+    }
+    Ok(dues)
 }
