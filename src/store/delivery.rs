@@ -848,6 +848,91 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_step_claims_decides_and_records_on_the_thread() {
+        let (_dir, store) = crate::store::test_store().await;
+        a_step(store).await;
+    }
+
+    #[tokio::test]
+    async fn a_step_claims_decides_and_records_alike_through_sqlx() {
+        let (_dir, mut store) = crate::store::test_store().await;
+        store.thread = None;
+        a_step(store).await;
+    }
+
+    /// Two steps of three over five due deliveries: each claims what is
+    /// left, in id order, counts an attempt, and records what `decide`
+    /// said; what `decide` gives beside its steps comes back.
+    async fn a_step(store: Store) {
+        seed(&store, 5).await;
+        let step = |now: i64| {
+            store.step_deliveries(now, 60_000, 3, &[], move |dues: &[Due]| {
+                let steps = dues
+                    .iter()
+                    .map(|due| match due.transaction_id {
+                        2 => finish(2, &due.stage, 1, None),
+                        id => advance(id, &due.stage, now + 10_000),
+                    })
+                    .collect();
+                let seen: Vec<(i64, i64)> = dues
+                    .iter()
+                    .map(|d| (d.transaction_id, d.attempts))
+                    .collect();
+                (steps, seen)
+            })
+        };
+        let first = step(1_000).await.expect("first step");
+        assert_eq!(first.claimed, 3);
+        assert_eq!(first.beside, vec![(1, 1), (2, 1), (3, 1)]);
+        let applied: Vec<i64> = first.applied.iter().map(Step::transaction_id).collect();
+        assert_eq!(applied, vec![1, 2, 3]);
+        assert_eq!(delivery(&store, 1).await, Some(("receipt".into(), 11_000)));
+        assert_eq!(delivery(&store, 2).await, None);
+        assert_eq!(status(&store, 2).await, ("COMPLETE".into(), Some(1)));
+        assert_eq!(
+            events(&store, 1).await.last().map(String::as_str),
+            Some("SMS Sent")
+        );
+        let second = step(2_000).await.expect("second step");
+        assert_eq!(second.beside, vec![(4, 1), (5, 1)]);
+        assert_eq!(delivery(&store, 5).await, Some(("receipt".into(), 12_000)));
+        // Nothing due now: an empty step.
+        let third = step(3_000).await.expect("third step");
+        assert_eq!((third.claimed, third.applied.len()), (0, 0));
+        // Due again later, with a second attempt counted.
+        let fourth = step(11_000).await.expect("fourth step");
+        assert_eq!(fourth.beside, vec![(1, 2), (3, 2)]);
+    }
+
+    #[tokio::test]
+    async fn the_claim_is_planned_once_not_at_every_step() {
+        let (_dir, store) = crate::store::test_store().await;
+        seed(&store, 4).await;
+        for now in [1, 2, 3] {
+            store
+                .step_deliveries(now, 1, 1, &[], |dues: &[Due]| {
+                    let steps = dues
+                        .iter()
+                        .map(|d| advance(d.transaction_id, &d.stage, 0))
+                        .collect();
+                    (steps, ())
+                })
+                .await
+                .expect("step");
+        }
+        let reprepared = store
+            .write_on_thread(|c| {
+                c.prepare_cached(SQLITE_CLAIM)
+                    .map(|s| s.get_status(rusqlite::StatementStatus::RePrepare))
+            })
+            .await
+            .expect("the store has its thread")
+            .expect("on the thread")
+            .expect("prepared");
+        assert_eq!(reprepared, 0, "the claim was prepared anew at a step");
+    }
+
+    #[tokio::test]
     async fn a_second_step_for_the_same_delivery_is_not_applied() {
         let (_dir, store) = crate::store::test_store().await;
         seed(&store, 1).await;

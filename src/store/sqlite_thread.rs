@@ -24,6 +24,7 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use rusqlite::config::DbConfig;
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::blast::BlastPage;
@@ -55,6 +56,12 @@ impl SqliteThread {
         connection.pragma_update(None, "cache_size", -65536)?;
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
         connection.set_prepared_statement_cache_capacity(64);
+        // Plans that never depend on the values bound. Without this, SQLite
+        // marks a statement whose plan could use a bound value (a `LIMIT ?`
+        // in a subquery, as in the worker's claim) to be prepared anew at
+        // its next run after any binding, even of the same value: the claim
+        // was parsed and planned again at every step.
+        connection.set_db_config(DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true)?;
         let checkpoints = start_checkpoints(database)?;
         let (work, queue) = mpsc::channel::<Work>();
         std::thread::Builder::new()
