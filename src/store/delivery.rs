@@ -17,6 +17,7 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use sqlx::{QueryBuilder, Row};
 
+use super::sqlite_steps::{self, Claimed};
 use super::webhook::NewWebhook;
 use super::{Store, now_ms};
 
@@ -162,14 +163,9 @@ macro_rules! fair_claim {
     };
 }
 
-/// The claim on SQLite (one node: no rows are another's), through sqlx or
-/// on the hot paths' thread: `$1` now, `$2` the lease, `$3` the limit.
-pub(crate) const SQLITE_CLAIM: &str = concat!(
-    "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
-     WHERE transaction_id IN (",
-    fair_claim!(sqlite, ""),
-    ") RETURNING transaction_id, stage, expires_ms, attempts"
-);
+/// The deliveries a claim on SQLite takes (one node: no rows are
+/// another's): `$1` now, `$3` the limit.
+pub(crate) const SQLITE_CLAIMABLE: &str = fair_claim!(sqlite, "");
 
 /// What [`Store::step_deliveries`] did: how many deliveries it claimed,
 /// the steps that applied, and what the decision gave beside its steps.
@@ -196,9 +192,11 @@ impl Store {
     ///
     /// On the hot paths' SQLite thread the claim and the steps are one
     /// transaction and one hand-over: one writer turn and one commit a
-    /// batch instead of two, and a crash before the commit leaves the
-    /// deliveries as they were. Elsewhere the claim commits first (leasing
-    /// the rows to this node) and the steps after it.
+    /// batch instead of two, no lease written (nothing else can take the
+    /// rows meanwhile; see [`sqlite_steps::claim`]), and a crash before the
+    /// commit leaves the deliveries as they were. Elsewhere the claim
+    /// commits first (leasing the rows to this node for `lease_ms`) and the
+    /// steps after it.
     pub async fn step_deliveries<X: Send + 'static>(
         &self,
         now_ms: i64,
@@ -212,9 +210,9 @@ impl Store {
                 .write_on_thread(move |c| {
                     let tx =
                         c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-                    let dues = super::sqlite_steps::claim(&tx, now_ms, lease_ms, limit)?;
+                    let dues = sqlite_steps::claim(&tx, now_ms, limit)?;
                     let (steps, beside) = decide(&dues);
-                    let moved = super::sqlite_steps::apply(&tx, &steps, now_ms)?;
+                    let moved = sqlite_steps::apply(&tx, &steps, now_ms, Claimed::Now)?;
                     tx.commit()?;
                     Ok(Stepped {
                         claimed: dues.len(),
@@ -286,7 +284,12 @@ impl Store {
                 };
             }
             let sql = match (PG, elsewhere.is_empty()) {
-                (false, _) => SQLITE_CLAIM,
+                (false, _) => concat!(
+                    "UPDATE deliveries SET due_ms = $1 + $2, attempts = attempts + 1
+                     WHERE transaction_id IN (",
+                    fair_claim!(sqlite, ""),
+                    ") RETURNING transaction_id, stage, expires_ms, attempts"
+                ),
                 (true, true) => claim_on_postgres!(""),
                 (true, false) => claim_on_postgres!(
                     "AND NOT EXISTS (SELECT 1 FROM transactions t
@@ -922,7 +925,7 @@ mod tests {
         }
         let reprepared = store
             .write_on_thread(|c| {
-                c.prepare_cached(SQLITE_CLAIM)
+                c.prepare_cached(SQLITE_CLAIMABLE)
                     .map(|s| s.get_status(rusqlite::StatementStatus::RePrepare))
             })
             .await

@@ -353,7 +353,7 @@ mod on_thread {
             };
             steps.extend(decide(&due, &segments(&tx, id)?));
         }
-        let moved = sqlite_steps::apply(&tx, &steps, now)?;
+        let moved = sqlite_steps::apply(&tx, &steps, now, sqlite_steps::Claimed::Before)?;
         tx.commit()?;
         steps.retain(|step| moved.contains(&step.transaction_id()));
         Ok(steps)

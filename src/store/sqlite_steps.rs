@@ -17,13 +17,17 @@
 
 use std::collections::{BTreeMap, HashSet};
 
-use rusqlite::{Connection, Row, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Row, Transaction, TransactionBehavior, named_params, params};
 
-use super::delivery::{DUE_COLUMNS, Due, SQLITE_CLAIM, Step};
+use super::delivery::{DUE_COLUMNS, Due, SQLITE_CLAIMABLE, Step};
 use super::sqlite_thread::INSERT_HISTORY;
 
 const MOVE_STAGE: &str =
     "UPDATE deliveries SET stage = ?3, due_ms = ?4 WHERE transaction_id = ?1 AND stage = ?2";
+/// A stage move of a delivery claimed in the same transaction, counting
+/// the claim's attempt (see [`claim`]).
+const MOVE_CLAIMED: &str = "UPDATE deliveries SET stage = ?3, due_ms = ?4, attempts = attempts + 1
+    WHERE transaction_id = ?1 AND stage = ?2";
 const FINISH: &str = "DELETE FROM deliveries WHERE transaction_id = ?1 AND stage = ?2";
 const SET_STATUS: &str = "UPDATE transactions SET status = ?2, code = COALESCE(?3, code),
     updated_at = ?4 WHERE id = ?1";
@@ -42,18 +46,36 @@ pub fn record(
     now_ms: i64,
 ) -> rusqlite::Result<HashSet<i64>> {
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let applied = apply(&tx, steps, now_ms)?;
+    let applied = apply(&tx, steps, now_ms, Claimed::Before)?;
     tx.commit()?;
     Ok(applied)
 }
 
+/// When the deliveries of steps were claimed.
+#[derive(Clone, Copy, PartialEq, Eq)]
+pub enum Claimed {
+    /// Claimed (and their attempt counted) in an earlier commit.
+    Before,
+    /// Claimed by [`claim`] in the same transaction: a stage move counts
+    /// the attempt.
+    Now,
+}
+
 /// Applies `steps` (one per transaction) within `tx`; returns the
 /// transactions whose step applied.
-pub fn apply(tx: &Transaction<'_>, steps: &[Step], now_ms: i64) -> rusqlite::Result<HashSet<i64>> {
+pub fn apply(
+    tx: &Transaction<'_>,
+    steps: &[Step],
+    now_ms: i64,
+    claimed: Claimed,
+) -> rusqlite::Result<HashSet<i64>> {
     let mut applied = HashSet::with_capacity(steps.len());
     let mut blasts: BTreeMap<i64, (i64, i64)> = BTreeMap::new();
     {
-        let mut move_stage = tx.prepare_cached(MOVE_STAGE)?;
+        let mut move_stage = tx.prepare_cached(match claimed {
+            Claimed::Before => MOVE_STAGE,
+            Claimed::Now => MOVE_CLAIMED,
+        })?;
         let mut finish = tx.prepare_cached(FINISH)?;
         let mut set_status = tx.prepare_cached(SET_STATUS)?;
         let mut history = tx.prepare_cached(INSERT_HISTORY)?;
@@ -173,28 +195,27 @@ fn due_of(
     })
 }
 
-/// Claims up to `limit` deliveries due at `now_ms` within `tx`, as
-/// [`super::Store::claim_deliveries`] does on SQLite, in id order.
-pub fn claim(
-    tx: &Transaction<'_>,
-    now_ms: i64,
-    lease_ms: i64,
-    limit: i64,
-) -> rusqlite::Result<Vec<Due>> {
-    let mut claimed = tx
-        .prepare_cached(SQLITE_CLAIM)?
-        .query_map(params![now_ms, lease_ms, limit], |r| {
-            Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?))
-        })?
-        .collect::<rusqlite::Result<Vec<(i64, String, i64, i64)>>>()?;
-    claimed.sort_unstable_by_key(|(id, ..)| *id);
-    let sql = format!("SELECT {DUE_COLUMNS} FROM transactions t WHERE t.id = ?1");
-    let mut select = tx.prepare_cached(&sql)?;
-    let mut dues = Vec::with_capacity(claimed.len());
-    for (id, stage, expires_ms, attempts) in claimed {
-        let mut rows = select.query(params![id])?;
-        if let Some(row) = rows.next()? {
-            dues.push(due_of(row, stage, expires_ms, attempts, 0)?);
+/// Claims up to `limit` deliveries due at `now_ms` within `tx`, chosen as
+/// [`super::Store::claim_deliveries`] does on SQLite, in id order, each
+/// with the attempt it starts counted.
+///
+/// Nothing is written: the steps of the same transaction move every
+/// claimed delivery on ([`apply`] with [`Claimed::Now`] counts the
+/// attempt), so the lease a claim of its own writes (the due time moved
+/// ahead, the attempt counted) would be rewritten at once; skipping it
+/// saves a row and two index entries rewritten per message. A delivery
+/// given no step is left as it was, due.
+pub fn claim(tx: &Transaction<'_>, now_ms: i64, limit: i64) -> rusqlite::Result<Vec<Due>> {
+    let mut ids = tx
+        .prepare_cached(SQLITE_CLAIMABLE)?
+        .query_map(named_params! {"$1": now_ms, "$3": limit}, |r| r.get(0))?
+        .collect::<rusqlite::Result<Vec<i64>>>()?;
+    ids.sort_unstable();
+    let mut dues = Vec::with_capacity(ids.len());
+    for id in ids {
+        if let Some(mut due) = due(tx, id)? {
+            due.attempts += 1;
+            dues.push(due);
         }
     }
     Ok(dues)
