@@ -1,10 +1,11 @@
 //! The delivery worker: claims due work from the store, hands messages to
 //! their carrier's connector and records what comes back (spec section 7).
 //!
-//! Each step claims a batch of due deliveries, decides every outcome
-//! without holding a lock (a connector's I/O happens here), then records
-//! the whole batch in one SQL transaction: status, history, the next stage
-//! or the end, and the end's callback and blast counts with it. Messages of
+//! Each step claims a batch of due deliveries, decides every outcome (no
+//! I/O: connectors are handed their messages after the commit), then
+//! records the whole batch: status, history, the next stage or the end,
+//! and the end's callback and blast counts with it. On SQLite the claim,
+//! the decisions and the records are one transaction. Messages of
 //! carriers whose connector is `smpp` are handed to [`crate::smpp`], which
 //! records their outcome itself (stage `smpp` while it holds them); those
 //! of `mm7` carriers go to [`crate::mm7`] alike (stage `mm7`); a carrier

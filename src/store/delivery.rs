@@ -1,15 +1,18 @@
 //! Delivery work as stored: the `deliveries` queue and the writes that move
 //! a transaction along (spec section 7).
 //!
-//! The worker claims a batch of due rows in one statement, works on them
-//! without holding any lock, then records every outcome of the batch in one
-//! SQL transaction. A claim pushes the rows' due time one lease ahead, so a
-//! worker that dies mid-step leaves its work to be claimed again later.
+//! On a SQLite file the worker's step is one transaction on the hot paths'
+//! thread: it claims a batch of due rows, decides every outcome and records
+//! them, committing once ([`Store::step_deliveries`]). Elsewhere (PostgreSQL,
+//! several nodes) the worker claims a batch in one statement, which pushes
+//! the rows' due time one lease ahead so a node that dies mid-step leaves
+//! its work to be claimed again later, then records every outcome of the
+//! batch in one SQL transaction.
 //!
-//! Every statement works on the whole batch (`VALUES` lists, `UPDATE …
-//! FROM`, `RETURNING`): with SQLite each statement is a hand-off to the
-//! connection's thread, and a few per batch cost far less than a few per
-//! message.
+//! The sqlx statements work on the whole batch (`VALUES` lists, `UPDATE …
+//! FROM`, `RETURNING`): each statement is a hand-off to a connection (a
+//! thread with SQLite, a round trip with PostgreSQL), and a few per batch
+//! cost far less than a few per message.
 
 use crate::store::dual;
 use crate::with_db;
