@@ -69,7 +69,13 @@ impl SqliteThread {
             .spawn(move || {
                 let mut connection = connection;
                 while let Ok(work) = queue.recv() {
-                    work(&mut connection);
+                    // A piece of work that panics (the delivery's decisions
+                    // run here) fails alone: its transaction rolls back as
+                    // it unwinds, its caller gets an error, and every other
+                    // write of the server goes on.
+                    let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                        work(&mut connection)
+                    }));
                 }
             })?;
         Ok(SqliteThread {
@@ -91,7 +97,7 @@ impl SqliteThread {
             .map_err(|_| "the SQLite thread has stopped".to_string())?;
         outcome
             .await
-            .map_err(|_| "the SQLite thread has stopped".to_string())
+            .map_err(|_| "the work on the SQLite thread panicked (see the log)".to_string())
     }
 }
 
@@ -343,5 +349,34 @@ impl<'c> SendRows<'c> {
             self.user.execute(params![t.recipient, carrier_id, now])?;
         }
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn work_that_panics_fails_alone_and_rolls_back() {
+        let dir = tempfile::tempdir().expect("temp dir");
+        let database = dir.path().join("thread.db");
+        Connection::open(&database)
+            .and_then(|c| c.execute_batch("CREATE TABLE t (n INTEGER)"))
+            .expect("create");
+        let thread = SqliteThread::open(&database).expect("open");
+        let panicked = thread
+            .run::<()>(|c| {
+                let tx = c.transaction().expect("begin");
+                tx.execute("INSERT INTO t VALUES (1)", []).expect("insert");
+                panic!("a decision failed");
+            })
+            .await;
+        assert!(panicked.unwrap_err().contains("panicked"));
+        let count = thread
+            .run(|c| c.query_row("SELECT COUNT(*) FROM t", [], |r| r.get::<_, i64>(0)))
+            .await
+            .expect("the thread still runs")
+            .expect("count");
+        assert_eq!(count, 0, "the panicking work's insert was rolled back");
     }
 }
