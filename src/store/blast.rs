@@ -141,15 +141,9 @@ impl Store {
     pub async fn queue_blast_page(&self, page: BlastPage) -> sqlx::Result<Option<i64>> {
         self.check_faults()?;
         if self.has_thread() {
-            let on_thread = self
-                .write_on_thread(move |connection| commit_blast_page(connection, &page))
+            return self
+                .write_on_thread_checked(move |connection| commit_blast_page(connection, &page))
                 .await;
-            return match on_thread {
-                Some(result) => super::flatten(result),
-                None => Err(sqlx::Error::Protocol(
-                    "the store has no SQLite thread".into(),
-                )),
-            };
         }
         with_db!(self, |pool, writer| {
             let (now, now_ms) = (now(), now_ms());

@@ -209,8 +209,8 @@ impl Store {
         decide: impl FnOnce(&[Due]) -> (Vec<Step>, X) + Send + 'static,
     ) -> sqlx::Result<Stepped<X>> {
         if self.has_thread() {
-            let result = self
-                .write_on_thread(move |c| {
+            return self
+                .write_on_thread_checked(move |c| {
                     let tx =
                         c.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
                     let dues = sqlite_steps::claim(&tx, now_ms, limit)?;
@@ -224,9 +224,6 @@ impl Store {
                     })
                 })
                 .await;
-            return super::flatten(
-                result.unwrap_or_else(|| Err("the store has no SQLite thread".into())),
-            );
         }
         let dues = self
             .claim_deliveries(now_ms, lease_ms, limit, elsewhere)
@@ -363,20 +360,12 @@ impl Store {
             .filter(|s| seen.insert(s.transaction_id()))
             .collect();
         if self.has_thread() {
-            let result = self
-                .write_on_thread(move |c| {
-                    let moved = super::sqlite_steps::record(c, &steps, now_ms);
-                    (steps, moved)
+            return self
+                .write_on_thread_checked(move |c| {
+                    let moved = sqlite_steps::record(c, &steps, now_ms)?;
+                    Ok(applied_only(steps, &moved))
                 })
                 .await;
-            return match result {
-                Some(result) => super::flatten(
-                    result.map(|(steps, moved)| moved.map(|m| applied_only(steps, &m))),
-                ),
-                None => Err(sqlx::Error::Protocol(
-                    "the store has no SQLite thread".into(),
-                )),
-            };
         }
         with_db!(self, |pool, writer| {
             let all: Vec<&Step> = steps.iter().collect();

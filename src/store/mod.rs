@@ -281,6 +281,18 @@ impl Store {
         Some(result)
     }
 
+    /// Runs a write on the hot paths' SQLite thread, as
+    /// [`Store::write_on_thread`], for callers that checked the store has
+    /// one ([`Store::has_thread`]): the thread's absence or failure, and
+    /// SQLite's errors, come back as sqlx's.
+    pub(crate) async fn write_on_thread_checked<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&mut rusqlite::Connection) -> rusqlite::Result<T> + Send + 'static,
+    ) -> sqlx::Result<T> {
+        let result = self.write_on_thread(f).await;
+        flatten(result.unwrap_or_else(|| Err("the store has no SQLite thread".into())))
+    }
+
     /// Runs a read on the hot paths' SQLite thread; `None` without one.
     pub(crate) async fn read_on_thread<R: Send + 'static>(
         &self,

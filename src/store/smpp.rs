@@ -136,14 +136,11 @@ impl Store {
     ) -> sqlx::Result<Vec<Step>> {
         let now = now_ms();
         if self.has_thread() {
-            let result = self
-                .write_on_thread(move |c| {
+            return self
+                .write_on_thread_checked(move |c| {
                     on_thread::settle(c, &accepted, &receipts, also, now, &mut decide)
                 })
                 .await;
-            return super::flatten(
-                result.unwrap_or_else(|| Err("the store has no SQLite thread".into())),
-            );
         }
         let mut ids = self.smpp_record(&accepted, &receipts).await?;
         ids.extend(also);
