@@ -16,8 +16,11 @@
 //! they lead to: one writer turn and one commit instead of two.
 
 use std::collections::{BTreeMap, HashSet};
+use std::sync::LazyLock;
 
-use rusqlite::{Connection, Row, Transaction, TransactionBehavior, named_params, params};
+use rusqlite::{
+    Connection, OptionalExtension, Transaction, TransactionBehavior, named_params, params,
+};
 
 use super::delivery::{DUE_COLUMNS, Due, SQLITE_CLAIMABLE, Step};
 use super::sqlite_thread::INSERT_HISTORY;
@@ -52,7 +55,7 @@ pub fn record(
 }
 
 /// When the deliveries of steps were claimed.
-#[derive(Clone, Copy, PartialEq, Eq)]
+#[derive(Clone, Copy)]
 pub enum Claimed {
     /// Claimed (and their attempt counted) in an earlier commit.
     Before,
@@ -152,47 +155,39 @@ pub fn apply(
     Ok(applied)
 }
 
-/// The delivery of a transaction, if still queued, as the worker would
-/// claim it (without claiming it).
-pub fn due(tx: &Transaction<'_>, transaction_id: i64) -> rusqlite::Result<Option<Due>> {
-    let sql = format!(
+/// The text of [`due`], made once: it is run once a message per step.
+static DUE: LazyLock<String> = LazyLock::new(|| {
+    format!(
         "SELECT d.stage, d.expires_ms, d.attempts, {DUE_COLUMNS}
          FROM deliveries d JOIN transactions t ON t.id = d.transaction_id
          WHERE d.transaction_id = ?1"
-    );
-    let mut select = tx.prepare_cached(&sql)?;
-    let mut rows = select.query(params![transaction_id])?;
-    match rows.next()? {
-        Some(row) => Ok(Some(due_of(row, row.get(0)?, row.get(1)?, row.get(2)?, 3)?)),
-        None => Ok(None),
-    }
-}
+    )
+});
 
-/// A [`Due`] from a row holding [`DUE_COLUMNS`] from column `at` on.
-fn due_of(
-    row: &Row<'_>,
-    stage: String,
-    expires_ms: i64,
-    attempts: i64,
-    at: usize,
-) -> rusqlite::Result<Due> {
-    Ok(Due {
-        transaction_id: row.get(at)?,
-        stage,
-        expires_ms,
-        attempts,
-        hash: row.get(at + 1)?,
-        client_id: row.get(at + 2)?,
-        campaign_id: row.get(at + 3)?,
-        recipient: row.get(at + 4)?,
-        sender: row.get(at + 5)?,
-        body: row.get(at + 6)?,
-        kind: row.get(at + 7)?,
-        carrier_id: row.get(at + 8)?,
-        callback: row.get(at + 9)?,
-        udp: row.get(at + 10)?,
-        blast_id: row.get(at + 11)?,
-    })
+/// The delivery of a transaction, if still queued, as the worker would
+/// claim it (without claiming it).
+pub fn due(tx: &Transaction<'_>, transaction_id: i64) -> rusqlite::Result<Option<Due>> {
+    tx.prepare_cached(&DUE)?
+        .query_row(params![transaction_id], |row| {
+            Ok(Due {
+                stage: row.get(0)?,
+                expires_ms: row.get(1)?,
+                attempts: row.get(2)?,
+                transaction_id: row.get(3)?,
+                hash: row.get(4)?,
+                client_id: row.get(5)?,
+                campaign_id: row.get(6)?,
+                recipient: row.get(7)?,
+                sender: row.get(8)?,
+                body: row.get(9)?,
+                kind: row.get(10)?,
+                carrier_id: row.get(11)?,
+                callback: row.get(12)?,
+                udp: row.get(13)?,
+                blast_id: row.get(14)?,
+            })
+        })
+        .optional()
 }
 
 /// Claims up to `limit` deliveries due at `now_ms` within `tx`, chosen as
