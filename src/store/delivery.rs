@@ -752,11 +752,17 @@ mod tests {
         a_mixed_batch(store).await;
     }
 
+    /// A store without the SQLite thread: its writes go through sqlx, as
+    /// on PostgreSQL.
+    async fn store_through_sqlx() -> (tempfile::TempDir, Store) {
+        let (dir, mut store) = crate::store::test_store().await;
+        store.thread = None;
+        (dir, store)
+    }
+
     #[tokio::test]
     async fn a_mixed_batch_is_applied_alike_through_sqlx() {
-        let (_dir, mut store) = crate::store::test_store().await;
-        // Without the SQLite thread, as on PostgreSQL.
-        store.thread = None;
+        let (_dir, store) = store_through_sqlx().await;
         a_mixed_batch(store).await;
     }
 
@@ -850,8 +856,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_step_claims_decides_and_records_alike_through_sqlx() {
-        let (_dir, mut store) = crate::store::test_store().await;
-        store.thread = None;
+        let (_dir, store) = store_through_sqlx().await;
         a_step(store).await;
     }
 
