@@ -9,15 +9,10 @@
 //! header), never splitting an escape pair or a surrogate pair. More than
 //! [`MAX_SEGMENTS`] is refused (code 607).
 
+use super::gsm7::{self, Septet};
+
 /// The most segments one message may take.
 pub const MAX_SEGMENTS: usize = 10;
-
-/// Characters of the GSM 03.38 basic table (the escape itself excluded).
-const GSM_BASIC: &str = "@£$¥èéùìòÇ\nØø\rÅåΔ_ΦΓΛΩΠΨΣΘΞÆæßÉ !\"#¤%&'()*+,-./0123456789:;<=>?\
-¡ABCDEFGHIJKLMNOPQRSTUVWXYZÄÖÑÜ§¿abcdefghijklmnopqrstuvwxyzäöñüà";
-
-/// Characters of the GSM 03.38 extension table: each is sent as escape + character.
-const GSM_EXTENSION: &str = "\u{c}^{}\\[~]|€";
 
 /// How a text goes over the air.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -58,16 +53,17 @@ impl MessageBody {
     /// Measures `text` without a limit.
     pub fn measure(text: &str) -> MessageBody {
         let encoding = encoding_of(text);
-        let costs: Vec<usize> = text.chars().map(|c| cost(c, encoding)).collect();
+        let costs = text.chars().map(|c| cost(c, encoding));
         let (single, part) = match encoding {
             Encoding::Gsm7 => (160, 153),
             Encoding::Ucs2 => (70, 67),
         };
+        let units = costs.clone().sum();
         MessageBody {
             text: text.to_string(),
             encoding,
-            units: costs.iter().sum(),
-            segments: segments(&costs, single, part),
+            units,
+            segments: segments(costs, units, single, part),
         }
     }
 
@@ -92,36 +88,24 @@ impl MessageBody {
 
 /// GSM 03.38 when every character fits, else UCS-2.
 pub fn encoding_of(text: &str) -> Encoding {
-    if text.chars().all(|c| gsm_septets(c).is_some()) {
+    if text.chars().all(|c| gsm7::septet(c).is_some()) {
         Encoding::Gsm7
     } else {
         Encoding::Ucs2
     }
 }
 
-/// Septets a character takes in GSM 03.38; `None` when it has none.
-fn gsm_septets(c: char) -> Option<usize> {
-    if GSM_BASIC.contains(c) {
-        Some(1)
-    } else if GSM_EXTENSION.contains(c) {
-        Some(2)
-    } else {
-        None
-    }
-}
-
 fn cost(c: char, encoding: Encoding) -> usize {
     match encoding {
-        Encoding::Gsm7 => gsm_septets(c).unwrap_or(1),
+        Encoding::Gsm7 => gsm7::septet(c).map_or(1, Septet::septets),
         Encoding::Ucs2 => c.len_utf16(),
     }
 }
 
-/// Segments for characters of the given costs: one when all fit in
-/// `single`, else packed greedily into parts of `part` without splitting
-/// a character.
-fn segments(costs: &[usize], single: usize, part: usize) -> usize {
-    let total: usize = costs.iter().sum();
+/// Segments for characters of the given costs (`total` in all): one when
+/// all fit in `single`, else packed greedily into parts of `part` without
+/// splitting a character.
+fn segments(costs: impl Iterator<Item = usize>, total: usize, single: usize, part: usize) -> usize {
     if total == 0 {
         return 0;
     }
@@ -130,7 +114,7 @@ fn segments(costs: &[usize], single: usize, part: usize) -> usize {
     }
     let mut count = 1;
     let mut used = 0;
-    for &c in costs {
+    for c in costs {
         if used + c > part {
             count += 1;
             used = 0;

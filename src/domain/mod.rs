@@ -3,6 +3,7 @@
 
 pub mod bucket;
 pub mod carrier;
+pub mod gsm7;
 pub mod keyword;
 pub mod message_body;
 pub mod name;

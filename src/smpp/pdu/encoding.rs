@@ -13,41 +13,13 @@
 //! [`pack_septets`]/[`unpack_septets`] give the packed form for links
 //! that need it.
 
+use crate::domain::gsm7::{self, BASIC, ESCAPE, EXTENSION, Septet};
 use crate::domain::message_body::{Encoding, MAX_SEGMENTS, encoding_of};
 
 /// `data_coding` for the SMSC default alphabet (GSM 03.38).
 pub const DATA_CODING_GSM: u8 = 0x00;
 /// `data_coding` for UCS-2.
 pub const DATA_CODING_UCS2: u8 = 0x08;
-
-/// The GSM 03.38 basic table in septet order; 0x1B (the escape) is a
-/// placeholder that never matches a character.
-const BASIC: [char; 128] = [
-    '@', '£', '$', '¥', 'è', 'é', 'ù', 'ì', 'ò', 'Ç', '\n', 'Ø', 'ø', '\r', 'Å', 'å', //
-    'Δ', '_', 'Φ', 'Γ', 'Λ', 'Ω', 'Π', 'Ψ', 'Σ', 'Θ', 'Ξ', '\u{1b}', 'Æ', 'æ', 'ß', 'É', //
-    ' ', '!', '"', '#', '¤', '%', '&', '\'', '(', ')', '*', '+', ',', '-', '.', '/', //
-    '0', '1', '2', '3', '4', '5', '6', '7', '8', '9', ':', ';', '<', '=', '>', '?', //
-    '¡', 'A', 'B', 'C', 'D', 'E', 'F', 'G', 'H', 'I', 'J', 'K', 'L', 'M', 'N', 'O', //
-    'P', 'Q', 'R', 'S', 'T', 'U', 'V', 'W', 'X', 'Y', 'Z', 'Ä', 'Ö', 'Ñ', 'Ü', '§', //
-    '¿', 'a', 'b', 'c', 'd', 'e', 'f', 'g', 'h', 'i', 'j', 'k', 'l', 'm', 'n', 'o', //
-    'p', 'q', 'r', 's', 't', 'u', 'v', 'w', 'x', 'y', 'z', 'ä', 'ö', 'ñ', 'ü', 'à',
-];
-
-/// The extension table: (septet after the escape, character).
-const EXTENSION: [(u8, char); 10] = [
-    (0x0A, '\u{c}'),
-    (0x14, '^'),
-    (0x28, '{'),
-    (0x29, '}'),
-    (0x2F, '\\'),
-    (0x3C, '['),
-    (0x3D, '~'),
-    (0x3E, ']'),
-    (0x40, '|'),
-    (0x65, '€'),
-];
-
-const ESCAPE: u8 = 0x1B;
 
 /// A text ready for `submit_sm`: its `data_coding` and one `short_message`
 /// per segment (with its header when there are several).
@@ -59,33 +31,34 @@ pub struct Encoded {
     pub segments: Vec<Vec<u8>>,
 }
 
-/// The septets of one character, `None` when it is not in GSM 03.38.
-fn gsm_septets(c: char) -> Option<Vec<u8>> {
-    if c != '\u{1b}'
-        && let Some(at) = BASIC.iter().position(|b| *b == c)
-    {
-        return Some(vec![at as u8]);
-    }
-    EXTENSION
-        .iter()
-        .find(|(_, e)| *e == c)
-        .map(|(code, _)| vec![ESCAPE, *code])
-}
-
-/// The units of every character: GSM septets or UTF-16 code units as bytes.
-fn units_per_char(text: &str, encoding: Encoding) -> Vec<Vec<u8>> {
-    text.chars()
-        .map(|c| match encoding {
-            Encoding::Gsm7 => gsm_septets(c).unwrap_or_else(|| vec![0x3F]),
-            Encoding::Ucs2 => {
-                let mut buf = [0u16; 2];
-                c.encode_utf16(&mut buf)
-                    .iter()
-                    .flat_map(|u| u.to_be_bytes())
-                    .collect()
+/// Appends the units of `c` (GSM septets, one octet each, or UTF-16 code
+/// units, big-endian) to `out`; returns how many it appended.
+fn push_units(c: char, encoding: Encoding, out: &mut Vec<u8>) -> usize {
+    match encoding {
+        Encoding::Gsm7 => match gsm7::septet(c) {
+            Some(Septet::Basic(s)) => {
+                out.push(s);
+                1
             }
-        })
-        .collect()
+            Some(Septet::Extended(s)) => {
+                out.extend([ESCAPE, s]);
+                2
+            }
+            // Not reached: a text goes in GSM only when every character has a septet.
+            None => {
+                out.push(b'?');
+                1
+            }
+        },
+        Encoding::Ucs2 => {
+            let mut buf = [0u16; 2];
+            let units = c.encode_utf16(&mut buf);
+            for unit in units.iter() {
+                out.extend(unit.to_be_bytes());
+            }
+            units.len()
+        }
+    }
 }
 
 /// Encodes `text` in segments; `reference` ties the parts of one message
@@ -98,25 +71,33 @@ pub fn encode(text: &str, reference: u8) -> Encoded {
         Encoding::Gsm7 => (160, 153, 1, DATA_CODING_GSM),
         Encoding::Ucs2 => (70, 67, 2, DATA_CODING_UCS2),
     };
-    let chars = units_per_char(text, encoding);
-    let total: usize = chars.iter().map(|c| c.len() / unit_bytes).sum();
+    let mut whole = Vec::with_capacity(text.len() * unit_bytes);
+    let total: usize = text
+        .chars()
+        .map(|c| push_units(c, encoding, &mut whole))
+        .sum();
     if total <= single {
         return Encoded {
             data_coding,
             udhi: false,
-            segments: vec![chars.concat()],
+            segments: vec![whole],
         };
     }
-    let mut parts: Vec<Vec<u8>> = vec![Vec::new()];
-    for c in chars {
-        let used = parts.last().map_or(0, |p| p.len() / unit_bytes);
-        if used + c.len() / unit_bytes > part {
-            parts.push(Vec::new());
+    // Cut where the segment count cuts: a character that does not fit
+    // whole starts the next part.
+    let mut parts: Vec<Vec<u8>> = Vec::new();
+    let (mut current, mut used, mut unit) = (Vec::new(), 0, Vec::with_capacity(4));
+    for c in text.chars() {
+        unit.clear();
+        let units = push_units(c, encoding, &mut unit);
+        if used + units > part {
+            parts.push(std::mem::take(&mut current));
+            used = 0;
         }
-        if let Some(last) = parts.last_mut() {
-            last.extend_from_slice(&c);
-        }
+        current.extend_from_slice(&unit);
+        used += units;
     }
+    parts.push(current);
     let count = parts.len().min(255) as u8;
     let segments = parts
         .into_iter()
