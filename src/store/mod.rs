@@ -46,7 +46,6 @@ pub(crate) use backend::dual;
 
 use crate::config::Config;
 
-/// Migrations, numbered alike for every backend, applied in order.
 /// Migrations, numbered alike for both databases, applied in order:
 /// (version, name, SQLite text, PostgreSQL text).
 const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
@@ -97,6 +96,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         "cluster",
         include_str!("../../migrations/sqlite/0008_cluster.sql"),
         include_str!("../../migrations/postgres/0008_cluster.sql"),
+    ),
+    (
+        9,
+        "drop_deliveries_due",
+        include_str!("../../migrations/sqlite/0009_drop_deliveries_due.sql"),
+        include_str!("../../migrations/postgres/0009_drop_deliveries_due.sql"),
     ),
 ];
 
