@@ -14,6 +14,7 @@ use sha2::Sha256;
 use tokio::sync::watch;
 
 use crate::app::App;
+use crate::media::fetch::check_destination;
 use crate::store::webhook::DueWebhook;
 use crate::store::{now, now_ms};
 
@@ -74,6 +75,14 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
     let outcomes: Vec<Vec<Outcome>> = futures_util::stream::iter(queues)
         .map(|queue| async move {
             let mut outcomes = Vec::with_capacity(queue.len());
+            // The destination is checked once per URL and round, not per
+            // callback: for a host name the check asks DNS, and the posts
+            // of one URL go one after another. The client's resolver
+            // guards every new connection besides.
+            let refused = match queue.first() {
+                Some(hook) => check_destination(&app.config, &hook.url).await.err(),
+                None => None,
+            };
             let mut failed = false;
             for hook in queue {
                 if failed {
@@ -81,7 +90,10 @@ pub async fn run_once(app: &App) -> anyhow::Result<usize> {
                     outcomes.push((hook.id, hook.attempts, None));
                     continue;
                 }
-                let result = post(app, &hook, timeout).await;
+                let result = match &refused {
+                    Some(reason) => Err(reason.clone()),
+                    None => post(app, &hook, timeout).await,
+                };
                 failed = result.is_err();
                 outcomes.push((hook.id, hook.attempts + 1, Some(result)));
             }
@@ -136,7 +148,6 @@ pub fn signature(secret: &str, at: i64, body: &str) -> String {
 }
 
 async fn post(app: &App, hook: &DueWebhook, timeout: Duration) -> Result<(), String> {
-    crate::media::fetch::check_destination(&app.config, &hook.url).await?;
     let response = app
         .http
         .post(&hook.url)
