@@ -368,10 +368,39 @@ async fn watch_generation(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<
     }
 }
 
+/// Forgets old SMPP segments in chunks, each its own short commit with a
+/// pause after it, so the sends and the delivery get the writer between
+/// them (the first sweep of a store that never had one may take minutes).
+async fn prune_smpp_segments(app: &App, before_ms: i64) {
+    const CHUNK: i64 = 2_000;
+    const PAUSE: Duration = Duration::from_millis(10);
+    let (mut after, mut removed) = (0, 0);
+    loop {
+        match app.store.prune_smpp_segments(after, before_ms, CHUNK).await {
+            Ok(pruned) => {
+                removed += pruned.removed;
+                match pruned.next {
+                    Some(next) => after = next,
+                    None => break,
+                }
+                tokio::time::sleep(PAUSE).await;
+            }
+            Err(error) => {
+                tracing::warn!(%error, "sweep of old SMPP segments failed");
+                break;
+            }
+        }
+    }
+    if removed > 0 {
+        tracing::info!(removed, "SMPP segments of long-finished messages forgotten");
+    }
+}
+
 /// Hourly housekeeping, once at start too: applies `retention.days`
-/// (when set), and drops receipts that named no message for longer than
-/// the validity period (no message can match them any more; an SMSC that
-/// sends junk ids must not grow the table without end).
+/// (when set), drops receipts that named no message for longer than the
+/// validity period (no message can match them any more; an SMSC that
+/// sends junk ids must not grow the table without end), and forgets the
+/// SMPP segments of messages finished as long ago.
 async fn retention(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let days = i64::from(app.config.retention.days);
     let validity_ms = app.config.delivery.validity_secs.saturating_mul(1000);
@@ -388,6 +417,7 @@ async fn retention(app: Arc<App>, mut stop: tokio::sync::watch::Receiver<bool>) 
             Ok(dropped) => tracing::info!(dropped, "receipts for unknown ids expired"),
             Err(error) => tracing::warn!(%error, "sweep of unmatched receipts failed"),
         }
+        prune_smpp_segments(&app, before).await;
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_secs(3600)) => {}
             _ = stop.changed() => return,

@@ -264,6 +264,56 @@ impl Store {
         })
     }
 
+    /// One chunk of the sweep of SMPP segments: reads the next `limit`
+    /// segments in message order after message `after`, and forgets the
+    /// segments of those messages that are finished and were accepted
+    /// before `before_ms`. Past the validity period no receipt is owed to a
+    /// finished message; kept, its segments would grow the table and its
+    /// index of the SMSC's ids with every message ever sent. A late receipt
+    /// for a forgotten id waits as an unmatched one and is dropped in turn.
+    pub async fn prune_smpp_segments(
+        &self,
+        after: i64,
+        before_ms: i64,
+        limit: i64,
+    ) -> sqlx::Result<Pruned> {
+        with_db!(self, |pool, writer| {
+            let mut tx = writer.begin().await?;
+            let last: Option<i64> = sqlx::query_scalar(
+                "SELECT MAX(transaction_id) FROM (SELECT transaction_id FROM smpp_segments
+                 WHERE transaction_id > $1 ORDER BY transaction_id LIMIT $2) AS chunk",
+            )
+            .bind(after)
+            .bind(limit)
+            .fetch_one(&mut *tx)
+            .await?;
+            let Some(last) = last else {
+                return Ok(Pruned {
+                    removed: 0,
+                    next: None,
+                });
+            };
+            let removed = sqlx::query(
+                "DELETE FROM smpp_segments WHERE transaction_id IN (
+                     SELECT s.transaction_id FROM smpp_segments s
+                     WHERE s.transaction_id > $1 AND s.transaction_id <= $2 AND s.accepted_ms < $3
+                     AND NOT EXISTS (SELECT 1 FROM deliveries d WHERE d.transaction_id = s.transaction_id))",
+            )
+            .bind(after)
+            .bind(last)
+            .bind(before_ms)
+            .execute(&mut *tx)
+            .await?
+            .rows_affected();
+            tx.commit().await?;
+            // Segments go in message order, which is nearly the order they
+            // were accepted in: a chunk with nothing to forget is where the
+            // recent ones begin.
+            let next = (removed > 0).then_some(last);
+            Ok(Pruned { removed, next })
+        })
+    }
+
     pub async fn smpp_pending_receipts(&self) -> sqlx::Result<i64> {
         with_db!(self, |pool, writer| {
             sqlx::query_scalar("SELECT COUNT(DISTINCT receipt_key) FROM smpp_pending_receipts")
@@ -271,6 +321,15 @@ impl Store {
                 .await
         })
     }
+}
+
+/// What one chunk of [`Store::prune_smpp_segments`] did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Pruned {
+    /// Segments forgotten.
+    pub removed: u64,
+    /// The message to go on after; `None` when the sweep is done.
+    pub next: Option<i64>,
 }
 
 /// The same reads and writes as above, on the store's SQLite thread
@@ -743,6 +802,64 @@ mod tests {
         assert!(touched.contains(&2));
         assert_eq!(receipt_of(&store, 2).await, "DELIVRD");
         assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 0);
+    }
+
+    #[tokio::test]
+    async fn old_segments_of_finished_messages_are_forgotten_chunk_by_chunk() {
+        let (_dir, store) = crate::store::test_store().await;
+        let ids: Vec<AcceptedSegment> = (1..=7).map(|t| accepted(t, &format!("id{t}"))).collect();
+        store.smpp_record(&ids, &[]).await.expect("segments");
+        let cutoff = super::super::now_ms() + 1_000;
+        let sqlite = crate::store::test_sqlite(&store);
+        // Message 3 still awaits its receipt; 6 and 7 were accepted after the cutoff.
+        sqlx::query(
+            "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id)
+             VALUES (3, 'await', 0, 0, 1)",
+        )
+        .execute(sqlite)
+        .await
+        .expect("live delivery");
+        sqlx::query("UPDATE smpp_segments SET accepted_ms = $1 WHERE transaction_id >= 6")
+            .bind(cutoff + 5_000)
+            .execute(sqlite)
+            .await
+            .expect("recent segments");
+        let mut chunks = Vec::new();
+        let mut after = 0;
+        loop {
+            let pruned = store
+                .prune_smpp_segments(after, cutoff, 2)
+                .await
+                .expect("sweep");
+            chunks.push(pruned);
+            match pruned.next {
+                Some(next) => after = next,
+                None => break,
+            }
+        }
+        let chunk = |removed, next| Pruned { removed, next };
+        assert_eq!(
+            chunks,
+            [
+                chunk(2, Some(2)),
+                chunk(1, Some(4)),
+                chunk(1, Some(6)),
+                // Only recent segments: the sweep ends here.
+                chunk(0, None),
+            ]
+        );
+        let left: Vec<i64> =
+            sqlx::query_scalar("SELECT transaction_id FROM smpp_segments ORDER BY transaction_id")
+                .fetch_all(sqlite)
+                .await
+                .expect("left");
+        assert_eq!(left, [3, 6, 7]);
+        // A receipt for a forgotten id now waits as an unmatched one.
+        store
+            .smpp_record(&[], &[delivered("id1")])
+            .await
+            .expect("late receipt");
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 1);
     }
 
     #[tokio::test]
