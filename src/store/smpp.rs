@@ -440,6 +440,13 @@ mod on_thread {
         now: i64,
     ) -> rusqlite::Result<BTreeSet<i64>> {
         let mut touched = BTreeSet::new();
+        // A receipt before its id is rare: when none waits, the accepted
+        // segments need no look-up each (that was 1.5 % of the CPU of a
+        // message end to end). Receipts kept below come after them.
+        let waiting = !accepted.is_empty()
+            && tx
+                .prepare_cached("SELECT EXISTS (SELECT 1 FROM smpp_pending_receipts)")?
+                .query_row([], |r| r.get::<_, bool>(0))?;
         for segment in accepted {
             tx.prepare_cached(
                 "INSERT INTO smpp_segments (transaction_id, segment, total, message_id, accepted_ms)
@@ -456,7 +463,9 @@ mod on_thread {
                 now
             ])?;
             touched.insert(segment.transaction_id);
-            apply_pending(tx, segment)?;
+            if waiting {
+                apply_pending(tx, segment)?;
+            }
         }
         for receipt in receipts {
             match find_segment(tx, &receipt.candidates)? {
