@@ -61,7 +61,15 @@ pub fn septet(c: char) -> Option<Septet> {
         };
     }
     // The few letters beyond ASCII (accented, Greek) and the euro sign.
-    if let Some(at) = BASIC.iter().position(|b| *b == c) {
+    searched(c)
+}
+
+/// The septet of `c`, found by searching the tables: what [`ASCII`] holds
+/// for each ASCII character.
+fn searched(c: char) -> Option<Septet> {
+    if c != '\u{1b}'
+        && let Some(at) = BASIC.iter().position(|b| *b == c)
+    {
         return Some(Septet::Basic(at as u8));
     }
     EXTENSION
@@ -103,19 +111,6 @@ const fn ascii_septets() -> [u8; 128] {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    /// The septet of each character, found by searching the tables.
-    fn searched(c: char) -> Option<Septet> {
-        if c != '\u{1b}'
-            && let Some(at) = BASIC.iter().position(|b| *b == c)
-        {
-            return Some(Septet::Basic(at as u8));
-        }
-        EXTENSION
-            .iter()
-            .find(|(_, e)| *e == c)
-            .map(|(code, _)| Septet::Extended(*code))
-    }
 
     #[test]
     fn the_look_up_agrees_with_the_tables_for_every_character_they_hold_and_ascii() {
