@@ -53,17 +53,21 @@ impl MessageBody {
     /// Measures `text` without a limit.
     pub fn measure(text: &str) -> MessageBody {
         let encoding = encoding_of(text);
-        let costs = text.chars().map(|c| cost(c, encoding));
         let (single, part) = match encoding {
             Encoding::Gsm7 => (160, 153),
             Encoding::Ucs2 => (70, 67),
         };
-        let units = costs.clone().sum();
+        let (units, parts) = packed(text.chars().map(|c| cost(c, encoding)), part);
+        let segments = match units {
+            0 => 0,
+            units if units <= single => 1,
+            _ => parts,
+        };
         MessageBody {
             text: text.to_string(),
             encoding,
             units,
-            segments: segments(costs, units, single, part),
+            segments,
         }
     }
 
@@ -102,26 +106,19 @@ fn cost(c: char, encoding: Encoding) -> usize {
     }
 }
 
-/// Segments for characters of the given costs (`total` in all): one when
-/// all fit in `single`, else packed greedily into parts of `part` without
-/// splitting a character.
-fn segments(costs: impl Iterator<Item = usize>, total: usize, single: usize, part: usize) -> usize {
-    if total == 0 {
-        return 0;
-    }
-    if total <= single {
-        return 1;
-    }
-    let mut count = 1;
-    let mut used = 0;
+/// The units of characters of the given costs, and the parts of `part`
+/// units they take when packed greedily without splitting a character.
+fn packed(costs: impl Iterator<Item = usize>, part: usize) -> (usize, usize) {
+    let (mut units, mut used, mut parts) = (0, 0, 1);
     for c in costs {
         if used + c > part {
-            count += 1;
+            parts += 1;
             used = 0;
         }
         used += c;
+        units += c;
     }
-    count
+    (units, parts)
 }
 
 #[cfg(test)]

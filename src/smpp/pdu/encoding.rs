@@ -71,11 +71,21 @@ pub fn encode(text: &str, reference: u8) -> Encoded {
         Encoding::Gsm7 => (160, 153, 1, DATA_CODING_GSM),
         Encoding::Ucs2 => (70, 67, 2, DATA_CODING_UCS2),
     };
+    // One pass: the units of the whole text, and where parts of `part`
+    // units would start (a character that does not fit whole starts the
+    // next one, as the segment count cuts).
     let mut whole = Vec::with_capacity(text.len() * unit_bytes);
-    let total: usize = text
-        .chars()
-        .map(|c| push_units(c, encoding, &mut whole))
-        .sum();
+    let (mut total, mut used, mut cuts) = (0, 0, Vec::new());
+    for c in text.chars() {
+        let start = whole.len();
+        let units = push_units(c, encoding, &mut whole);
+        if used + units > part {
+            cuts.push(start);
+            used = 0;
+        }
+        used += units;
+        total += units;
+    }
     if total <= single {
         return Encoded {
             data_coding,
@@ -83,28 +93,18 @@ pub fn encode(text: &str, reference: u8) -> Encoded {
             segments: vec![whole],
         };
     }
-    // Cut where the segment count cuts: a character that does not fit
-    // whole starts the next part.
-    let mut parts: Vec<Vec<u8>> = Vec::new();
-    let (mut current, mut used, mut unit) = (Vec::new(), 0, Vec::with_capacity(4));
-    for c in text.chars() {
-        unit.clear();
-        let units = push_units(c, encoding, &mut unit);
-        if used + units > part {
-            parts.push(std::mem::take(&mut current));
-            used = 0;
-        }
-        current.extend_from_slice(&unit);
-        used += units;
-    }
-    parts.push(current);
+    let bounds: Vec<usize> = std::iter::once(0)
+        .chain(cuts)
+        .chain(std::iter::once(whole.len()))
+        .collect();
+    let parts: Vec<&[u8]> = bounds.windows(2).map(|w| &whole[w[0]..w[1]]).collect();
     let count = parts.len().min(255) as u8;
     let segments = parts
         .into_iter()
         .enumerate()
         .map(|(i, payload)| {
             let mut sm = vec![0x05, 0x00, 0x03, reference, count, (i + 1) as u8];
-            sm.extend_from_slice(&payload);
+            sm.extend_from_slice(payload);
             sm
         })
         .collect();
