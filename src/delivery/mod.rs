@@ -278,8 +278,22 @@ fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Ha
         // while this node's lease was being taken): it waits for the holder.
         return Step::wait(due, "submit", now + NOT_SERVED_WAIT_MS);
     }
+    if app.smpp.full_while_down(carrier.id) {
+        // Every bind is down and the connector holds its fill: the message
+        // waits here, not in memory, so an outage with a large backlog
+        // does not move the backlog into the process. The wait doubles
+        // with each claim (the claim counts it), so a short drop costs a
+        // second and a long outage a claim a minute per message.
+        return Step::wait(due, "submit", now + down_wait_ms(due.attempts));
+    }
     hands.push(Hand::Smpp(carrier.id, job));
     Step::wait(due, "smpp", now + crate::smpp::LEASE_MS)
+}
+
+/// How long a message waits for a carrier whose binds are all down, by
+/// the claims it has had: 1 s, 2 s, 4 s, … up to a minute.
+fn down_wait_ms(attempts: i64) -> i64 {
+    (1_000i64 << attempts.clamp(1, 7).saturating_sub(1)).min(60_000)
 }
 
 /// Hands a message to the MM7 connector, which records what becomes of it.

@@ -305,6 +305,17 @@ impl Connector {
         })
     }
 
+    /// Whether every bind of `carrier_id` is down while it holds
+    /// [`HELD_MAX`] messages already: its further messages then wait in
+    /// the store rather than in memory. (Such a carrier does not pause the
+    /// worker, see [`Connector::backlogged`]: the other carriers go on.)
+    pub fn full_while_down(&self, carrier_id: i64) -> bool {
+        let held = self.held.lock().expect("held lock");
+        let bound = self.bound.lock().expect("bound lock");
+        held.per_carrier.get(&carrier_id).copied().unwrap_or(0) >= HELD_MAX
+            && bound.get(&carrier_id).is_none_or(|n| *n == 0)
+    }
+
     /// A connection of `carrier_id` bound (`true`) or lost its bind.
     pub(crate) fn set_bound(&self, carrier_id: i64, up: bool) {
         count_connection(&self.bound, carrier_id, up);
@@ -647,12 +658,17 @@ mod tests {
         assert!(!connector.holds(1));
         assert!(connector.holds(0));
 
-        // Messages of a carrier whose binds are down hold nobody back.
-        for id in 0..HELD_MAX as i64 * 2 {
+        // Messages of a carrier whose binds are down hold nobody back;
+        // once it holds its fill, its further messages wait in the store.
+        assert!(!connector.full_while_down(down));
+        for id in 0..HELD_MAX as i64 {
             connector.hand(down, job(1_000_000 + id));
         }
         assert!(!connector.backlogged());
+        assert!(connector.full_while_down(down));
+        assert!(!connector.full_while_down(bound), "bound, it takes them");
         connector.set_bound(down, true);
         assert!(connector.backlogged());
+        assert!(!connector.full_while_down(down));
     }
 }

@@ -251,6 +251,72 @@ async fn a_receipt_the_store_cannot_take_is_answered_with_an_error_and_taken_whe
     assert_eq!(all_ended(&server, 10).await, ["COMPLETE"]);
 }
 
+#[tokio::test]
+async fn a_carrier_whose_binds_are_down_holds_its_fill_in_memory_and_the_rest_waits_in_the_store() {
+    let held_max = moms::smpp::HELD_MAX;
+    let waiting = 100;
+    let smsc = Smsc::start().await;
+    smsc.set(|b| b.refuse_binds = true);
+    let server = Server::start_with(|c| {
+        c.smpp.push(smsc.bind(2));
+        c.carriers.push(moms::config::CarrierConfig {
+            id: 2,
+            name: "SMSC Wireless".into(),
+            prefixes: vec!["1".into()],
+            served: true,
+            mms: false,
+            connector: "smpp".into(),
+            mms_max_bytes: 0,
+        });
+    })
+    .await;
+    let creds = server.client().await;
+    let campaign = campaign_of(&server, &creds).await;
+    let numbers: Vec<String> = (0..held_max + waiting)
+        .map(|n| format!("1310{:07}", 2_000_000 + n))
+        .collect();
+    for chunk in numbers.chunks(50) {
+        let sends = chunk.iter().map(|to| send(&server, &creds, &campaign, to));
+        for resp in futures_util::future::join_all(sends).await {
+            assert_code(&resp, 1);
+        }
+    }
+
+    // The connector takes its fill; the rest waits in the store, claimed
+    // again now and then, instead of moving into memory.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let stages: Vec<(String, i64)> = moms::with_db!(server.app.store, |pool, writer| {
+            sqlx::query_as("SELECT stage, COUNT(*) FROM deliveries GROUP BY stage ORDER BY stage")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+        });
+        if stages
+            == [
+                ("smpp".into(), held_max as i64),
+                ("submit".into(), waiting as i64),
+            ]
+        {
+            break;
+        }
+        assert!(Instant::now() < deadline, "stages: {stages:?}");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert_eq!(smsc.submits().len(), 0);
+
+    // The binds come back: every message goes once and completes.
+    smsc.set(|b| b.refuse_binds = false);
+    let statuses = all_ended(&server, 180).await;
+    assert_eq!(statuses.len(), held_max + waiting);
+    assert!(statuses.iter().all(|s| s == "COMPLETE"), "{statuses:?}");
+    assert_eq!(
+        smsc.submits().len(),
+        held_max + waiting,
+        "each submitted once"
+    );
+}
+
 /// Pins the database to its present size (`true`), or lets it grow again.
 async fn disk_full(server: &Server, full: bool) {
     let moms::store::Db::Sqlite { writer, .. } = &server.app.store.db else {
