@@ -171,9 +171,7 @@ impl Answer {
         } else {
             rusmpp::CommandStatus::EsmeRsyserr
         };
-        if let Err(error) = client.deliver_sm_resp(sequence, status) {
-            tracing::warn!(%error, "cannot answer deliver_sm");
-        }
+        session::answer_deliver_sm(&client, sequence, status);
     }
 }
 
