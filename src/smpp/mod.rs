@@ -171,7 +171,9 @@ impl Answer {
         } else {
             rusmpp::CommandStatus::EsmeRsyserr
         };
-        session::answer_deliver_sm(&client, sequence, status);
+        if let Err(error) = client.deliver_sm_resp(sequence, status) {
+            tracing::warn!(%error, "cannot answer deliver_sm");
+        }
     }
 }
 

@@ -242,13 +242,6 @@ async fn connect(bind: &SmppBind) -> anyhow::Result<(Client, Events)> {
     Ok((client, events))
 }
 
-/// Answers the SMSC's `deliver_sm` number `sequence` with `status`.
-pub(super) fn answer_deliver_sm(client: &Client, sequence: u32, status: CommandStatus) {
-    if let Err(error) = client.deliver_sm_resp(sequence, status) {
-        tracing::warn!(%error, "cannot answer deliver_sm");
-    }
-}
-
 /// Parts of concatenated inbound messages, waiting for the rest. Their
 /// `deliver_sm` are answered once the whole message is stored. A message
 /// whose parts stop coming is forgotten after [`PARTS_KEPT_FOR`] (its parts
@@ -461,7 +454,9 @@ impl Link {
     }
 
     fn answer(&self, sequence: u32, status: CommandStatus) {
-        answer_deliver_sm(&self.client, sequence, status);
+        if let Err(error) = self.client.deliver_sm_resp(sequence, status) {
+            tracing::warn!(%error, "cannot answer deliver_sm");
+        }
     }
 
     /// Handles a `deliver_sm` that is a delivery receipt: passed to the
