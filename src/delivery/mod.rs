@@ -284,17 +284,17 @@ fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Ha
         // does not move the backlog into the process. The wait doubles
         // with each claim (the claim counts it), so a short drop costs a
         // second and a long outage a claim a minute per message.
-        return Step::wait(due, "submit", now + down_wait_ms(due.attempts));
+        let wait = doubled_ms(DOWN_FIRST_WAIT_MS, due.attempts, DOWN_MAX_WAIT_MS);
+        return Step::wait(due, "submit", now + wait);
     }
     hands.push(Hand::Smpp(carrier.id, job));
     Step::wait(due, "smpp", now + crate::smpp::LEASE_MS)
 }
 
-/// How long a message waits for a carrier whose binds are all down, by
-/// the claims it has had: 1 s, 2 s, 4 s, … up to a minute.
-fn down_wait_ms(attempts: i64) -> i64 {
-    (1_000i64 << attempts.clamp(1, 7).saturating_sub(1)).min(60_000)
-}
+/// How long a message waits for a carrier whose binds are all down: 1 s,
+/// doubling with each claim, up to a minute.
+const DOWN_FIRST_WAIT_MS: i64 = 1_000;
+const DOWN_MAX_WAIT_MS: i64 = 60_000;
 
 /// Hands a message to the MM7 connector, which records what becomes of it.
 fn to_mm7(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Hand>) -> Step {
@@ -342,13 +342,20 @@ fn lease_ended(
     submit(app, table, due, now, hands)
 }
 
+/// `first_ms` for the first attempt, doubled with each one after it, at
+/// most `max_ms`.
+fn doubled_ms(first_ms: i64, attempts: i64, max_ms: i64) -> i64 {
+    first_ms
+        .saturating_mul(1 << attempts.clamp(1, 20).saturating_sub(1))
+        .min(max_ms)
+}
+
 /// Back to the worker's queue after a temporary error: an exponential
 /// back-off from `first_ms` (doubling per attempt, at most `max_ms`) with
 /// jitter, no later than the end of the validity period (when the worker
 /// fails it 601).
 pub(crate) fn retry_after_backoff(due: &Due, now: i64, first_ms: i64, max_ms: i64) -> Step {
-    let exp = first_ms.saturating_mul(1 << due.attempts.clamp(1, 20).saturating_sub(1));
-    let delay = exp.min(max_ms);
+    let delay = doubled_ms(first_ms, due.attempts, max_ms);
     let jitter = rand::random_range(0..=delay / 2);
     Step::Advance {
         transaction_id: due.transaction_id,
