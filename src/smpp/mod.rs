@@ -257,10 +257,21 @@ impl Connector {
     /// the store rather than in memory. (Such a carrier does not pause the
     /// worker, see [`Connector::backlogged`]: the other carriers go on.)
     pub fn full_while_down(&self, carrier_id: i64) -> bool {
-        let held = self.held.lock().expect("held lock");
-        let bound = self.bound.lock().expect("bound lock");
-        held.per_carrier.get(&carrier_id).copied().unwrap_or(0) >= HELD_MAX
-            && bound.get(&carrier_id).is_none_or(|n| *n == 0)
+        // Asked of every message handed: a bound carrier answers without
+        // the lock that every hand-over and report takes.
+        let up = self
+            .bound
+            .lock()
+            .expect("bound lock")
+            .get(&carrier_id)
+            .is_some_and(|n| *n > 0);
+        !up && self
+            .held
+            .lock()
+            .expect("held lock")
+            .per_carrier
+            .get(&carrier_id)
+            .is_some_and(|n| *n >= HELD_MAX)
     }
 
     /// A connection of `carrier_id` bound (`true`) or lost its bind.
