@@ -20,21 +20,26 @@ use crate::common::*;
 /// The server with every `+1` number on carrier 2, bound to `smsc`.
 async fn server_on(smsc: &Smsc, change: impl FnOnce(&mut Config)) -> Server {
     let server = Server::start_with(|c| {
-        c.smpp.push(smsc.bind(2));
-        c.carriers.push(moms::config::CarrierConfig {
-            id: 2,
-            name: "SMSC Wireless".into(),
-            prefixes: vec!["1".into()],
-            served: true,
-            mms: false,
-            connector: "smpp".into(),
-            mms_max_bytes: 0,
-        });
+        carrier_on(smsc, c);
         change(c);
     })
     .await;
     smsc.wait_bound().await;
     server
+}
+
+/// Every `+1` number on carrier 2, whose bind goes to `smsc`.
+fn carrier_on(smsc: &Smsc, c: &mut Config) {
+    c.smpp.push(smsc.bind(2));
+    c.carriers.push(moms::config::CarrierConfig {
+        id: 2,
+        name: "SMSC Wireless".into(),
+        prefixes: vec!["1".into()],
+        served: true,
+        mms: false,
+        connector: "smpp".into(),
+        mms_max_bytes: 0,
+    });
 }
 
 async fn campaign_of(server: &Server, creds: &Creds) -> String {
@@ -58,21 +63,16 @@ async fn send(server: &Server, creds: &Creds, campaign: &str, to: &str) -> Resp 
         .await
 }
 
-/// Every transaction's status.
-async fn statuses(server: &Server) -> Vec<String> {
-    moms::with_db!(server.app.store, |pool, writer| {
-        sqlx::query_scalar("SELECT status FROM transactions ORDER BY id")
-            .fetch_all(pool)
-            .await
-            .unwrap()
-    })
-}
-
 /// Waits (`secs` at most) until no transaction is open; their statuses.
 async fn all_ended(server: &Server, secs: u64) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let statuses = statuses(server).await;
+        let statuses: Vec<String> = moms::with_db!(server.app.store, |pool, writer| {
+            sqlx::query_scalar("SELECT status FROM transactions")
+                .fetch_all(pool)
+                .await
+                .unwrap()
+        });
         if statuses.iter().all(|s| s == "COMPLETE" || s == "FAILED") {
             return statuses;
         }
@@ -198,19 +198,8 @@ async fn a_carrier_whose_binds_are_down_holds_its_fill_in_memory_and_the_rest_wa
     let waiting = 100;
     let smsc = Smsc::start().await;
     smsc.set(|b| b.refuse_binds = true);
-    let server = Server::start_with(|c| {
-        c.smpp.push(smsc.bind(2));
-        c.carriers.push(moms::config::CarrierConfig {
-            id: 2,
-            name: "SMSC Wireless".into(),
-            prefixes: vec!["1".into()],
-            served: true,
-            mms: false,
-            connector: "smpp".into(),
-            mms_max_bytes: 0,
-        });
-    })
-    .await;
+    // Binds refused: the server starts without waiting for one.
+    let server = Server::start_with(|c| carrier_on(&smsc, c)).await;
     let creds = server.client().await;
     let campaign = campaign_of(&server, &creds).await;
     let numbers: Vec<String> = (0..held_max + waiting)
