@@ -221,6 +221,13 @@ impl Smsc {
         self.submits()
     }
 
+    /// Waits until `n` deliver_sm have been answered; every answer so far.
+    pub async fn wait_acks(&self, n: usize) -> Vec<(u32, u32)> {
+        self.until(&format!("{n} answers to deliver_sm"), |s| s.acks.len() >= n)
+            .await;
+        self.acks()
+    }
+
     pub async fn wait_ack(&self, sequence: u32) -> u32 {
         self.until(&format!("the answer to deliver_sm {sequence}"), |s| {
             s.acks.iter().any(|(q, _)| *q == sequence)
