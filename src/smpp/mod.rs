@@ -40,7 +40,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
+use tokio::sync::{mpsc, watch};
 
 use crate::api::error::Code;
 use crate::app::App;
@@ -134,11 +134,62 @@ pub enum Report {
         /// Receipts were asked for.
         receipts: bool,
     },
-    /// A final receipt; `stored` says whether it was written.
+    /// A final receipt, answered to the SMSC once it is written.
     Receipt {
         receipt: receipt::Receipt,
-        stored: oneshot::Sender<bool>,
+        answer: Answer,
     },
+}
+
+/// The answer a `deliver_sm` is owed: success once what it carried is
+/// stored, an error otherwise (the SMSC then delivers it again). Given by
+/// whoever stores it, so no task waits per receipt: a flood of receipts
+/// while the store is busy queues as reports, not as waiting tasks.
+/// Dropped without being given, it answers with an error.
+pub struct Answer {
+    owed: Option<(client::Client, u32)>,
+}
+
+impl Answer {
+    pub(crate) fn new(client: client::Client, sequence: u32) -> Answer {
+        Answer {
+            owed: Some((client, sequence)),
+        }
+    }
+
+    /// Answers success when `stored`, an error otherwise.
+    pub fn give(mut self, stored: bool) {
+        self.send(stored);
+    }
+
+    fn send(&mut self, stored: bool) {
+        let Some((client, sequence)) = self.owed.take() else {
+            return;
+        };
+        let status = if stored {
+            rusmpp::CommandStatus::EsmeRok
+        } else {
+            rusmpp::CommandStatus::EsmeRsyserr
+        };
+        session::answer_deliver_sm(&client, sequence, status);
+    }
+}
+
+impl std::fmt::Debug for Answer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Answer")
+            .field(
+                "sequence",
+                &self.owed.as_ref().map(|(_, sequence)| sequence),
+            )
+            .finish()
+    }
+}
+
+impl Drop for Answer {
+    fn drop(&mut self) {
+        self.send(false);
+    }
 }
 
 /// The connector's handle, held by [`App`].
@@ -403,8 +454,8 @@ async fn record(app: Arc<App>, mut inbox: mpsc::UnboundedReceiver<Report>) {
 /// the SMSC with success, or with an error so that it delivers them again.
 fn answer_receipts(reports: Vec<Report>, ok: bool) {
     for report in reports {
-        if let Report::Receipt { stored, .. } = report {
-            let _ = stored.send(ok);
+        if let Report::Receipt { answer, .. } = report {
+            answer.give(ok);
         }
     }
 }

@@ -25,13 +25,13 @@ use rusmpp::values::{
     DataCoding, EsmClass, InterfaceVersion, MCDeliveryReceipt, Npi, RegisteredDelivery, Ton,
 };
 use rusmpp::{CommandStatus, Pdu};
-use tokio::sync::{Semaphore, mpsc, oneshot, watch};
+use tokio::sync::{Semaphore, mpsc, watch};
 use tokio::time::Instant;
 
 use super::client::{BindKind, Client, Events, Login, Timers};
 use super::pdu::encoding::{self, Concat};
 use super::receipt;
-use super::{Failure, Job, Report, SegmentResult};
+use super::{Answer, Failure, Job, Report, SegmentResult};
 use crate::app::App;
 use crate::cluster::Lease;
 use crate::config::SmppBind;
@@ -242,6 +242,13 @@ async fn connect(bind: &SmppBind) -> anyhow::Result<(Client, Events)> {
     Ok((client, events))
 }
 
+/// Answers the SMSC's `deliver_sm` number `sequence` with `status`.
+pub(super) fn answer_deliver_sm(client: &Client, sequence: u32, status: CommandStatus) {
+    if let Err(error) = client.deliver_sm_resp(sequence, status) {
+        tracing::warn!(%error, "cannot answer deliver_sm");
+    }
+}
+
 /// Parts of concatenated inbound messages, waiting for the rest. Their
 /// `deliver_sm` are answered once the whole message is stored. A message
 /// whose parts stop coming is forgotten after [`PARTS_KEPT_FOR`] (its parts
@@ -319,7 +326,11 @@ impl Link {
         let sequence = command.sequence_number();
         match command.pdu() {
             Some(Pdu::DeliverSm(deliver)) => {
-                tokio::spawn(self.clone().deliver(sequence, deliver.clone()));
+                // A receipt is answered by the recorder once it is stored;
+                // a message from a phone takes a task of its own.
+                if !self.receipt(sequence, deliver) {
+                    tokio::spawn(self.clone().deliver(sequence, deliver.clone()));
+                }
                 true
             }
             Some(Pdu::Unbind) => {
@@ -441,9 +452,22 @@ impl Link {
             .build())
     }
 
-    /// A `deliver_sm`: a receipt, or a message from a phone. It is answered
-    /// only once what it says is stored.
+    /// A `deliver_sm` from a phone, answered only once it is stored.
     async fn deliver(self: Arc<Self>, sequence: u32, deliver: DeliverSm) {
+        // A part of a longer message is answered with the last part.
+        if let Some(status) = self.message(sequence, &deliver).await {
+            self.answer(sequence, status);
+        }
+    }
+
+    fn answer(&self, sequence: u32, status: CommandStatus) {
+        answer_deliver_sm(&self.client, sequence, status);
+    }
+
+    /// Handles a `deliver_sm` that is a delivery receipt: passed to the
+    /// recorder, which answers it once it is stored. False when it is not
+    /// a receipt.
+    fn receipt(&self, sequence: u32, deliver: &DeliverSm) -> bool {
         let esm = u8::from(deliver.esm_class);
         let mut receipted_id = None;
         let mut state = None;
@@ -455,53 +479,27 @@ impl Link {
             }
         }
         // esm_class bits 2-5: 0x04 MC delivery receipt, 0x20 intermediate.
-        let is_receipt = esm & 0x3C != 0 || receipted_id.is_some();
-        let status = if is_receipt {
-            self.receipt(
-                receipted_id.as_deref(),
-                state,
-                deliver.short_message().as_ref(),
-            )
-            .await
-        } else {
-            match self.message(sequence, &deliver).await {
-                Some(status) => status,
-                // A part of a longer message: answered with the last part.
-                None => return,
+        if esm & 0x3C == 0 && receipted_id.is_none() {
+            return false;
+        }
+        let text = deliver.short_message().as_ref();
+        match receipt::parse(receipted_id.as_deref(), state, text) {
+            None => {
+                tracing::warn!("a delivery receipt without a message id was ignored");
+                self.answer(sequence, CommandStatus::EsmeRok);
             }
-        };
-        self.answer(sequence, status).await;
-    }
-
-    async fn answer(&self, sequence: u32, status: CommandStatus) {
-        if let Err(error) = self.client.deliver_sm_resp(sequence, status) {
-            tracing::warn!(%error, "cannot answer deliver_sm");
+            Some(parsed) if parsed.outcome == receipt::Outcome::Intermediate => {
+                self.answer(sequence, CommandStatus::EsmeRok);
+            }
+            Some(parsed) => {
+                // Should the recorder be gone, the answer is dropped: an error.
+                let _ = self.reports.send(Report::Receipt {
+                    receipt: parsed,
+                    answer: Answer::new(self.client.clone(), sequence),
+                });
+            }
         }
-    }
-
-    async fn receipt(&self, id: Option<&str>, state: Option<u8>, text: &[u8]) -> CommandStatus {
-        let Some(parsed) = receipt::parse(id, state, text) else {
-            tracing::warn!("a delivery receipt without a message id was ignored");
-            return CommandStatus::EsmeRok;
-        };
-        if parsed.outcome == receipt::Outcome::Intermediate {
-            return CommandStatus::EsmeRok;
-        }
-        let (stored, done) = oneshot::channel();
-        if self
-            .reports
-            .send(Report::Receipt {
-                receipt: parsed,
-                stored,
-            })
-            .is_err()
-        {
-            return CommandStatus::EsmeRsyserr;
-        }
-        match done.await {
-            Ok(true) => CommandStatus::EsmeRok,
-            _ => CommandStatus::EsmeRsyserr,
-        }
+        true
     }
 
     /// Stores a message from a phone once all its parts are here; `None`
@@ -523,7 +521,7 @@ impl Link {
         };
         let status = self.store_message(&from, &to, text).await;
         for other in sequences {
-            self.answer(other, status).await;
+            self.answer(other, status);
         }
         Some(status)
     }

@@ -63,16 +63,21 @@ async fn send(server: &Server, creds: &Creds, campaign: &str, to: &str) -> Resp 
         .await
 }
 
+/// Every transaction's status.
+async fn statuses(server: &Server) -> Vec<String> {
+    moms::with_db!(server.app.store, |pool, writer| {
+        sqlx::query_scalar("SELECT status FROM transactions ORDER BY id")
+            .fetch_all(pool)
+            .await
+            .unwrap()
+    })
+}
+
 /// Waits (`secs` at most) until no transaction is open; their statuses.
 async fn all_ended(server: &Server, secs: u64) -> Vec<String> {
     let deadline = Instant::now() + Duration::from_secs(secs);
     loop {
-        let statuses: Vec<String> = moms::with_db!(server.app.store, |pool, writer| {
-            sqlx::query_scalar("SELECT status FROM transactions")
-                .fetch_all(pool)
-                .await
-                .unwrap()
-        });
+        let statuses = statuses(server).await;
         if statuses.iter().all(|s| s == "COMPLETE" || s == "FAILED") {
             return statuses;
         }
@@ -190,6 +195,65 @@ async fn receipts_for_ids_never_given_are_answered_and_disturb_nothing() {
     let statuses = all_ended(&server, 60).await;
     assert!(statuses.iter().all(|s| s == "COMPLETE"), "{statuses:?}");
     assert_eq!(smsc.binds().len(), 1, "the link never dropped");
+}
+
+#[tokio::test]
+async fn a_receipt_the_store_cannot_take_is_answered_with_an_error_and_taken_when_it_comes_again() {
+    if skip_on_postgres("the read-only store is simulated with SQLite's query_only") {
+        return;
+    }
+    let smsc = Smsc::start().await;
+    smsc.set(|b| b.receipt = None);
+    let server = server_on(&smsc, |_| {}).await;
+    let creds = server.client().await;
+    let campaign = campaign_of(&server, &creds).await;
+    assert_code(&send(&server, &creds, &campaign, "13105550007").await, 1);
+    let id = smsc.wait_submits(1).await[0].id.clone().expect("accepted");
+    let store = &server.app.store;
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while statuses(&server).await != ["SENT"] {
+        assert!(Instant::now() < deadline, "the submit was never recorded");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    // Nothing can be written: the receipt is answered with an error once
+    // the recorder gives up, and the SMSC keeps it to deliver again.
+    store
+        .pragma_on_writers("PRAGMA query_only = 1".into())
+        .await
+        .unwrap();
+    let tasks = tokio::runtime::Handle::current().metrics();
+    let before = tasks.num_alive_tasks();
+    let first = smsc.receipt_for(&id, "DELIVRD");
+    // A flood of receipts while the store is stuck waits as reports, not
+    // as a task each (the SMSC in the benchmark sends tens of thousands
+    // without a window; as tasks they took 60 MB).
+    let flood: Vec<u32> = (0..500)
+        .map(|n| smsc.receipt_for(&format!("F{n:05}"), "DELIVRD"))
+        .collect();
+    let mut most = before;
+    while !smsc.acks().iter().any(|(sequence, _)| *sequence == first) {
+        most = most.max(tasks.num_alive_tasks());
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert!(
+        most < before + 100,
+        "tasks alive while 501 receipts waited: {before} before, {most} at most"
+    );
+    assert_eq!(smsc.wait_ack(first).await, 0x08, "ESME_RSYSERR");
+    for sequence in flood {
+        assert_eq!(smsc.wait_ack(sequence).await, 0x08);
+    }
+    store
+        .pragma_on_writers("PRAGMA query_only = 0".into())
+        .await
+        .unwrap();
+    assert_eq!(statuses(&server).await, ["SENT"], "nothing was lost");
+
+    // Delivered again, it is stored, answered with success, and ends the message.
+    let again = smsc.receipt_for(&id, "DELIVRD");
+    assert_eq!(smsc.wait_ack(again).await, 0);
+    assert_eq!(all_ended(&server, 10).await, ["COMPLETE"]);
 }
 
 #[tokio::test]
