@@ -542,29 +542,46 @@ mod on_thread {
 
     /// Applies a receipt that came before this segment's id was recorded.
     fn apply_pending(tx: &Transaction<'_>, segment: &AcceptedSegment) -> rusqlite::Result<()> {
-        let pending: Option<(String, String, i64)> = tx
+        let pending = tx
             .prepare_cached(
                 "SELECT receipt_key, stat, delivered FROM smpp_pending_receipts
-                 WHERE candidate = ?1 ORDER BY received_ms LIMIT 1",
+                 WHERE candidate = ?1 ORDER BY received_ms",
             )?
-            .query_row(params![segment.message_id], |r| {
-                Ok((r.get(0)?, r.get(1)?, r.get(2)?))
-            })
-            .optional()?;
-        let Some((key, stat, delivered)) = pending else {
+            .query_map(params![segment.message_id], |r| {
+                Ok((r.get::<_, String>(0)?, r.get::<_, String>(1)?, r.get(2)?))
+            })?
+            .collect::<rusqlite::Result<Vec<(String, String, i64)>>>()?;
+        let Some((key, stat, delivered)) =
+            super::waiting_for(&segment.message_id, pending.iter(), |(key, ..)| key)
+        else {
             return Ok(());
         };
         set_receipt(
             tx,
             segment.transaction_id,
             segment.segment,
-            &stat,
-            delivered == 1,
+            stat,
+            *delivered == 1,
         )?;
         tx.prepare_cached("DELETE FROM smpp_pending_receipts WHERE receipt_key = ?1")?
             .execute(params![key])?;
         Ok(())
     }
+}
+
+/// Of the receipts kept for `id` (oldest first), the one a segment
+/// accepted with that id takes: one whose own id is `id` as written
+/// before one that names it only in another reading. Otherwise two early
+/// receipts whose ids are each other's hex and decimal readings ("410"
+/// and "1040") would go to each other's message, oldest first.
+fn waiting_for<'a, T>(
+    id: &str,
+    mut kept: impl Iterator<Item = &'a T> + Clone,
+    key: impl Fn(&T) -> &String,
+) -> Option<&'a T> {
+    let oldest = kept.clone().next();
+    kept.find(|r| crate::smpp::receipt::normalise_id(key(r)) == id)
+        .or(oldest)
 }
 
 /// Rows per multi-row statement of the set-based recording: at most six
@@ -629,7 +646,8 @@ dual! {
         let mut used_keys: Vec<String> = Vec::new();
         for segment in accepted {
             let first_unused = waiting.get(&segment.message_id).and_then(|found| {
-                found.iter().find(|(key, ..)| !used_keys.contains(key))
+                let unused = found.iter().filter(|(key, ..)| !used_keys.contains(key));
+                super::waiting_for(&segment.message_id, unused, |(key, ..)| key)
             });
             if let Some((key, stat, delivered)) = first_unused {
                 outcomes.push((segment.transaction_id, segment.segment, stat.clone(), *delivered == 1));
@@ -779,6 +797,14 @@ mod tests {
         }
     }
 
+    fn undelivered(id: &str) -> ReceiptRow {
+        ReceiptRow {
+            stat: "UNDELIV".into(),
+            delivered: false,
+            ..delivered(id)
+        }
+    }
+
     async fn receipt_of(store: &Store, transaction_id: i64) -> String {
         sqlx::query_scalar("SELECT receipt FROM smpp_segments WHERE transaction_id = $1")
             .bind(transaction_id)
@@ -811,6 +837,54 @@ mod tests {
         assert!(touched.contains(&2));
         assert_eq!(receipt_of(&store, 2).await, "DELIVRD");
         assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 0);
+    }
+
+    /// Two early receipts whose ids are each other's hex and decimal
+    /// readings, the older one undelivered, then both ids in one batch:
+    /// each message gets the receipt that names it as written.
+    async fn early_receipts_of_ids_that_read_as_each_other(
+        record: impl AsyncFn(&Store, Vec<AcceptedSegment>, Vec<ReceiptRow>),
+    ) {
+        let (_dir, store) = crate::store::test_store().await;
+        assert!(candidates("410").contains(&"1040".to_string()));
+        assert!(candidates("1040").contains(&"410".to_string()));
+        record(&store, vec![], vec![undelivered("1040")]).await;
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+        record(&store, vec![], vec![delivered("410")]).await;
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 2);
+        record(
+            &store,
+            vec![accepted(1, "410"), accepted(2, "1040")],
+            vec![],
+        )
+        .await;
+        assert_eq!(receipt_of(&store, 1).await, "DELIVRD");
+        assert_eq!(receipt_of(&store, 2).await, "UNDELIV");
+        assert_eq!(store.smpp_pending_receipts().await.expect("pending"), 0);
+    }
+
+    #[tokio::test]
+    async fn an_early_receipt_goes_to_the_id_it_names_as_written_before_another_reading() {
+        // On the SQLite thread.
+        early_receipts_of_ids_that_read_as_each_other(async |store, accepted, receipts| {
+            store
+                .smpp_record(&accepted, &receipts)
+                .await
+                .expect("record");
+        })
+        .await;
+        // In sets, as on PostgreSQL.
+        early_receipts_of_ids_that_read_as_each_other(async |store, accepted, receipts| {
+            let mut tx = crate::store::test_sqlite(store)
+                .begin()
+                .await
+                .expect("begin");
+            sqlite::record_in_sets(&mut tx, &accepted, &receipts, super::super::now_ms())
+                .await
+                .expect("record");
+            tx.commit().await.expect("commit");
+        })
+        .await;
     }
 
     #[tokio::test]
