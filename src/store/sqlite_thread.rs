@@ -24,7 +24,10 @@ use std::path::Path;
 use std::sync::mpsc;
 use std::time::Duration;
 
+use std::borrow::Cow;
+
 use rusqlite::config::DbConfig;
+use rusqlite::types::{ToSqlOutput, Value, ValueRef};
 use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
 
 use super::blast::BlastPage;
@@ -60,7 +63,7 @@ impl SqliteThread {
         // left the C allocator holding three times that.
         connection.pragma_update(None, "cache_size", -16384)?;
         connection.pragma_update(None, "wal_autocheckpoint", 0)?;
-        connection.set_prepared_statement_cache_capacity(64);
+        connection.set_prepared_statement_cache_capacity(128);
         // Plans that never depend on the values bound. Without this, SQLite
         // marks a statement whose plan could use a bound value (a `LIMIT ?`
         // in a subquery, as in the worker's claim) to be prepared anew at
@@ -128,29 +131,88 @@ fn start_checkpoints(database: &Path) -> anyhow::Result<mpsc::Sender<()>> {
     Ok(stop)
 }
 
-const INSERT_TRANSACTION: &str = "INSERT INTO transactions (id, hash, client_id, campaign_id, sender,
-    from_name, recipient, to_input, to_name, kind, body, subject, content_id, status, carrier_id,
-    callback, udp, blast_id, created_at, updated_at)
-    VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?19)";
+/// A multi-row `INSERT`: `head`, then `VALUES` with `row` once per row,
+/// then `tail`. Each `?` of `row` is one of its `width` values, in order.
+struct Insert {
+    head: &'static str,
+    row: &'static str,
+    tail: &'static str,
+    width: usize,
+}
+
+impl Insert {
+    fn sql(&self, rows: usize) -> String {
+        let mut sql = String::with_capacity(self.head.len() + rows * (self.row.len() + 2) + 200);
+        sql.push_str(self.head);
+        sql.push_str(" VALUES ");
+        for n in 0..rows {
+            if n > 0 {
+                sql.push_str(", ");
+            }
+            sql.push_str(self.row);
+        }
+        sql.push(' ');
+        sql.push_str(self.tail);
+        sql
+    }
+}
+
+/// Rows per statement, largest first: a batch of 100 is one statement of
+/// 64, four of 8 and four of 1, each prepared once and kept.
+const ROWS_PER_INSERT: [usize; 3] = [64, 8, 1];
+
+const TRANSACTIONS: Insert = Insert {
+    head:
+        "INSERT INTO transactions (id, hash, client_id, campaign_id, sender, from_name, recipient,
+        to_input, to_name, kind, body, subject, content_id, status, carrier_id, callback, udp,
+        blast_id, created_at, updated_at)",
+    row: "(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+    tail: "",
+    width: 20,
+};
+const HISTORY: Insert = Insert {
+    head: "INSERT INTO history (transaction_id, at_ms, event)",
+    row: "(?, ?, ?)",
+    tail: "",
+    width: 3,
+};
 pub(super) const INSERT_HISTORY: &str =
     "INSERT INTO history (transaction_id, at_ms, event) VALUES (?1, ?2, ?3)";
-const INSERT_DELIVERY: &str =
-    "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id)
-    VALUES (?1, ?2, ?3, ?4, ?5)";
-const INSERT_REQUEST: &str =
-    "INSERT OR REPLACE INTO request_ids (client_id, request_id, transaction_id, created_at)
-    VALUES (?1, ?2, ?3, ?4)";
+const DELIVERIES: Insert = Insert {
+    head: "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id)",
+    row: "(?, ?, ?, ?, ?)",
+    tail: "",
+    width: 5,
+};
+const REQUESTS: Insert = Insert {
+    head: "INSERT OR REPLACE INTO request_ids (client_id, request_id, transaction_id, created_at)",
+    row: "(?, ?, ?, ?)",
+    tail: "",
+    width: 4,
+};
 // Only an UNSEEN number changes: an opt-out or an earlier opt-in stays.
-const INSERT_OPT: &str = "INSERT INTO opt_status (number, campaign_id, status, source, updated_at)
-    VALUES (?1, ?2, ?3, 'send', ?4) ON CONFLICT (number, campaign_id) DO NOTHING";
+const OPT_STATUSES: Insert = Insert {
+    head: "INSERT INTO opt_status (number, campaign_id, status, source, updated_at)",
+    row: "(?, ?, ?, 'send', ?)",
+    tail: "ON CONFLICT (number, campaign_id) DO NOTHING",
+    width: 4,
+};
 // Rows go in batch order, so the last send to a number decides its
 // conversation and its carrier.
-const UPSERT_CONVERSATION: &str =
-    "INSERT INTO conversations (shortcode, number, campaign_id, updated_at)
-    VALUES (?1, ?2, ?3, ?4) ON CONFLICT (shortcode, number)
-    DO UPDATE SET campaign_id = excluded.campaign_id, updated_at = excluded.updated_at";
-const UPSERT_USER: &str = "INSERT INTO users (number, carrier_id, updated_at) VALUES (?1, ?2, ?3)
-    ON CONFLICT (number) DO UPDATE SET carrier_id = excluded.carrier_id, updated_at = excluded.updated_at";
+const CONVERSATIONS: Insert = Insert {
+    head: "INSERT INTO conversations (shortcode, number, campaign_id, updated_at)",
+    row: "(?, ?, ?, ?)",
+    tail: "ON CONFLICT (shortcode, number)
+        DO UPDATE SET campaign_id = excluded.campaign_id, updated_at = excluded.updated_at",
+    width: 4,
+};
+const USERS: Insert = Insert {
+    head: "INSERT INTO users (number, carrier_id, updated_at)",
+    row: "(?, ?, ?)",
+    tail: "ON CONFLICT (number)
+        DO UPDATE SET carrier_id = excluded.carrier_id, updated_at = excluded.updated_at",
+    width: 3,
+};
 const EARLIER_REQUEST: &str =
     "SELECT t.id, t.hash FROM request_ids r JOIN transactions t ON t.id = r.transaction_id
     WHERE r.client_id = ?1 AND r.request_id = ?2 AND r.created_at > ?3";
@@ -168,7 +230,7 @@ const USE_PROMO: &str = "UPDATE promos SET uses = uses + 1
 pub fn commit_sends(connection: &mut Connection, jobs: &mut Vec<Job>) -> rusqlite::Result<i64> {
     let now = now();
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut rows = SendRows::prepare(&tx)?;
+    let mut rows = SendRows::with_capacity(jobs.len());
     let mut answers: Vec<Result<Accepted, Rejected>> = Vec::with_capacity(jobs.len());
     let mut seen_requests: HashMap<(i64, &str), Accepted> = HashMap::new();
     let mut next_id = next_free_id(&tx)?;
@@ -202,12 +264,13 @@ pub fn commit_sends(connection: &mut Connection, jobs: &mut Vec<Job>) -> rusqlit
             hash: random_hash(),
         };
         next_id += 1;
-        rows.insert(accepted.message_id, &accepted.hash, send)?;
+        rows.push(accepted.message_id, accepted.hash.clone(), send);
         if let Some(request_id) = send.request_id.as_deref() {
             seen_requests.insert((send.client_id, request_id), accepted.clone());
         }
         answers.push(Ok(accepted));
     }
+    rows.write(&tx)?;
     drop((seen_requests, rows));
     tx.commit()?;
     for ((_, reply), answer) in jobs.drain(..).zip(answers) {
@@ -225,7 +288,7 @@ pub fn commit_blast_page(
     page: &BlastPage,
 ) -> rusqlite::Result<Option<i64>> {
     let tx = connection.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let mut rows = SendRows::prepare(&tx)?;
+    let mut rows = SendRows::with_capacity(page.sends.len() + page.prompts.len());
     let mut next_id = next_free_id(&tx)?;
     let mut refused = 0;
     for send in &page.sends {
@@ -233,13 +296,14 @@ pub fn commit_blast_page(
             refused += 1;
             continue;
         }
-        rows.insert(next_id, &random_hash(), send)?;
+        rows.push(next_id, random_hash(), send);
         next_id += 1;
     }
     for prompt in &page.prompts {
-        rows.insert(next_id, &random_hash(), prompt)?;
+        rows.push(next_id, random_hash(), prompt);
         next_id += 1;
     }
+    rows.write(&tx)?;
     drop(rows);
     let moved = tx.prepare_cached(MOVE_BLAST_CURSOR)?.execute(params![
         page.blast_id,
@@ -274,87 +338,195 @@ fn use_promo(tx: &rusqlite::Transaction<'_>, send: &NewTransaction) -> rusqlite:
         == 1)
 }
 
-/// The statements writing an accepted send's rows, prepared once per
-/// batch: looking each up in the statement cache per row (hashing its
-/// text) was a measurable part of a blast page's commit.
-struct SendRows<'c> {
-    transaction: rusqlite::CachedStatement<'c>,
-    history: rusqlite::CachedStatement<'c>,
-    delivery: rusqlite::CachedStatement<'c>,
-    request: rusqlite::CachedStatement<'c>,
-    opt: rusqlite::CachedStatement<'c>,
-    conversation: rusqlite::CachedStatement<'c>,
-    user: rusqlite::CachedStatement<'c>,
-    now: i64,
-    now_ms: i64,
+/// The rows of accepted sends, gathered, then written table by table with
+/// multi-row statements. One statement per row and table (seven a member)
+/// spent most of a blast page's commit setting each statement up and
+/// tearing it down; a statement of 64 rows pays that once.
+struct SendRows<'t> {
+    rows: Vec<SendRow<'t>>,
 }
 
-impl<'c> SendRows<'c> {
-    fn prepare(tx: &'c rusqlite::Transaction<'_>) -> rusqlite::Result<SendRows<'c>> {
-        Ok(SendRows {
-            transaction: tx.prepare_cached(INSERT_TRANSACTION)?,
-            history: tx.prepare_cached(INSERT_HISTORY)?,
-            delivery: tx.prepare_cached(INSERT_DELIVERY)?,
-            request: tx.prepare_cached(INSERT_REQUEST)?,
-            opt: tx.prepare_cached(INSERT_OPT)?,
-            conversation: tx.prepare_cached(UPSERT_CONVERSATION)?,
-            user: tx.prepare_cached(UPSERT_USER)?,
-            now: now(),
-            now_ms: now_ms(),
-        })
+struct SendRow<'t> {
+    id: i64,
+    hash: String,
+    body: Cow<'t, str>,
+    send: &'t NewTransaction,
+}
+
+impl<'t> SendRows<'t> {
+    fn with_capacity(capacity: usize) -> SendRows<'t> {
+        SendRows {
+            rows: Vec::with_capacity(capacity),
+        }
     }
 
-    /// The rows of one accepted send.
-    fn insert(&mut self, id: i64, hash: &str, t: &NewTransaction) -> rusqlite::Result<()> {
-        let (now, now_ms) = (self.now, self.now_ms);
-        self.transaction.execute(params![
+    fn push(&mut self, id: i64, hash: String, send: &'t NewTransaction) {
+        let body = stored_body(send, id);
+        self.rows.push(SendRow {
             id,
             hash,
-            t.client_id,
-            t.campaign_id,
-            t.sender,
-            t.from_name,
-            t.recipient,
-            t.to_input,
-            t.to_name,
-            t.kind,
-            stored_body(t, id),
-            t.subject,
-            t.content_id,
-            if t.held { "HELD" } else { "QUEUED" },
-            t.carrier_id,
-            t.callback,
-            t.udp,
-            t.blast_id,
-            now,
-        ])?;
-        for event in first_events(t) {
-            self.history.execute(params![id, now_ms, event])?;
+            body,
+            send,
+        });
+    }
+
+    /// Writes every row gathered: the transaction, its first events, its
+    /// delivery, and what it says of its request id, its number's opt
+    /// status, conversation and carrier.
+    fn write(&self, tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<()> {
+        let (now, now_ms) = (now(), now_ms());
+        let mut table = Table::new(tx, &TRANSACTIONS);
+        for SendRow {
+            id,
+            hash,
+            body,
+            send: t,
+        } in &self.rows
+        {
+            table.add([
+                int(*id),
+                text(hash),
+                int(t.client_id),
+                int(t.campaign_id),
+                text(&t.sender),
+                text(&t.from_name),
+                text(&t.recipient),
+                text(&t.to_input),
+                text(&t.to_name),
+                text(t.kind),
+                text(body),
+                text(&t.subject),
+                optional(t.content_id),
+                text(if t.held { "HELD" } else { "QUEUED" }),
+                optional(t.carrier_id),
+                text(&t.callback),
+                text(&t.udp),
+                optional(t.blast_id),
+                int(now),
+                int(now),
+            ])?;
         }
-        let (stage, due) = if t.held {
-            ("held", t.expires_ms)
-        } else {
-            ("submit", now_ms)
-        };
-        self.delivery
-            .execute(params![id, stage, due, t.expires_ms, t.client_id])?;
-        if let Some(request_id) = t.request_id.as_deref() {
-            self.request
-                .execute(params![t.client_id, request_id, id, now])?;
+        table.finish()?;
+        let mut table = Table::new(tx, &HISTORY);
+        for row in &self.rows {
+            for event in first_events(row.send) {
+                table.add([int(row.id), int(now_ms), text(event)])?;
+            }
         }
-        if let Some(status) = t.opt_in {
-            self.opt
-                .execute(params![t.recipient, t.campaign_id, status, now])?;
+        table.finish()?;
+        let mut table = Table::new(tx, &DELIVERIES);
+        for SendRow { id, send: t, .. } in &self.rows {
+            let (stage, due) = if t.held {
+                ("held", t.expires_ms)
+            } else {
+                ("submit", now_ms)
+            };
+            table.add([
+                int(*id),
+                text(stage),
+                int(due),
+                int(t.expires_ms),
+                int(t.client_id),
+            ])?;
         }
-        if let Some(code) = t.conversation.as_deref() {
-            self.conversation
-                .execute(params![code, t.recipient, t.campaign_id, now])?;
+        table.finish()?;
+        let mut table = Table::new(tx, &REQUESTS);
+        for SendRow { id, send: t, .. } in &self.rows {
+            if let Some(request_id) = t.request_id.as_deref() {
+                table.add([int(t.client_id), text(request_id), int(*id), int(now)])?;
+            }
         }
-        if let Some(carrier_id) = t.carrier_id {
-            self.user.execute(params![t.recipient, carrier_id, now])?;
+        table.finish()?;
+        let mut table = Table::new(tx, &OPT_STATUSES);
+        for SendRow { send: t, .. } in &self.rows {
+            if let Some(status) = t.opt_in {
+                table.add([
+                    text(&t.recipient),
+                    int(t.campaign_id),
+                    int(status),
+                    int(now),
+                ])?;
+            }
+        }
+        table.finish()?;
+        let mut table = Table::new(tx, &CONVERSATIONS);
+        for SendRow { send: t, .. } in &self.rows {
+            if let Some(code) = t.conversation.as_deref() {
+                table.add([text(code), text(&t.recipient), int(t.campaign_id), int(now)])?;
+            }
+        }
+        table.finish()?;
+        let mut table = Table::new(tx, &USERS);
+        for SendRow { send: t, .. } in &self.rows {
+            if let Some(carrier_id) = t.carrier_id {
+                table.add([text(&t.recipient), int(carrier_id), int(now)])?;
+            }
+        }
+        table.finish()
+    }
+}
+
+/// Rows of one [`Insert`] on their way: written [`ROWS_PER_INSERT`]`[0]`
+/// at a time as they come, the rest by [`Table::finish`].
+struct Table<'a, 'v> {
+    tx: &'a rusqlite::Transaction<'a>,
+    insert: &'a Insert,
+    values: Vec<ToSqlOutput<'v>>,
+}
+
+impl<'a, 'v> Table<'a, 'v> {
+    fn new(tx: &'a rusqlite::Transaction<'a>, insert: &'a Insert) -> Table<'a, 'v> {
+        Table {
+            tx,
+            insert,
+            values: Vec::with_capacity(ROWS_PER_INSERT[0] * insert.width),
+        }
+    }
+
+    fn add<const N: usize>(&mut self, row: [ToSqlOutput<'v>; N]) -> rusqlite::Result<()> {
+        debug_assert_eq!(N, self.insert.width);
+        self.values.extend(row);
+        if self.values.len() >= ROWS_PER_INSERT[0] * self.insert.width {
+            self.write()?;
         }
         Ok(())
     }
+
+    /// Writes the rows left.
+    fn finish(mut self) -> rusqlite::Result<()> {
+        self.write()
+    }
+
+    /// Writes every whole statement's worth of rows, largest first.
+    fn write(&mut self) -> rusqlite::Result<()> {
+        let mut rest = &self.values[..];
+        for rows in ROWS_PER_INSERT {
+            let width = rows * self.insert.width;
+            if rest.len() < width {
+                continue;
+            }
+            let mut statement = self.tx.prepare_cached(&self.insert.sql(rows))?;
+            while rest.len() >= width {
+                let (these, after) = rest.split_at(width);
+                statement.execute(rusqlite::params_from_iter(these))?;
+                rest = after;
+            }
+        }
+        self.values.clear();
+        Ok(())
+    }
+}
+
+fn int(n: i64) -> ToSqlOutput<'static> {
+    ToSqlOutput::Owned(Value::Integer(n))
+}
+
+fn optional(n: Option<i64>) -> ToSqlOutput<'static> {
+    n.map_or(ToSqlOutput::Owned(Value::Null), int)
+}
+
+fn text(s: &str) -> ToSqlOutput<'_> {
+    ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
 }
 
 #[cfg(test)]
