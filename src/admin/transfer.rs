@@ -69,7 +69,10 @@ pub const TABLES: &[Table] = &[
     table("promos", &["campaign_id", "code_key"]),
     table("carriers", &["id"]),
     table("handsets", &["id"]),
-    table("users", &["number"]),
+    Table {
+        without_rowid: true,
+        ..table("users", &["number"])
+    },
     table("ported_numbers", &["number"]),
     table("blacklist", &["number", "carrier_id"]),
     table("media", &["id"]),
@@ -86,7 +89,10 @@ pub const TABLES: &[Table] = &[
     table("history", &[]),
     table("deliveries", &["transaction_id"]),
     table("request_ids", &["client_id", "request_id"]),
-    table("opt_status", &["number", "campaign_id"]),
+    Table {
+        without_rowid: true,
+        ..table("opt_status", &["number", "campaign_id"])
+    },
     table("smpp_segments", &["transaction_id", "segment"]),
     table("smpp_pending_receipts", &[]),
     table("mm7_messages", &["carrier_id", "message_id"]),

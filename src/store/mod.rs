@@ -103,6 +103,12 @@ const MIGRATIONS: &[(i64, &str, &str, &str)] = &[
         include_str!("../../migrations/sqlite/0009_drop_deliveries_due.sql"),
         include_str!("../../migrations/postgres/0009_drop_deliveries_due.sql"),
     ),
+    (
+        10,
+        "keyed_numbers",
+        include_str!("../../migrations/sqlite/0010_keyed_numbers.sql"),
+        include_str!("../../migrations/postgres/0010_keyed_numbers.sql"),
+    ),
 ];
 
 /// The change counters running servers watch.
