@@ -472,6 +472,9 @@ struct Table<'a, 'v> {
     tx: &'a rusqlite::Transaction<'a>,
     insert: &'a Insert,
     values: Vec<ToSqlOutput<'v>>,
+    /// The statement of a whole chunk, once prepared (looking it up in the
+    /// cache means building and hashing its text).
+    whole: Option<rusqlite::CachedStatement<'a>>,
 }
 
 impl<'a, 'v> Table<'a, 'v> {
@@ -480,25 +483,30 @@ impl<'a, 'v> Table<'a, 'v> {
             tx,
             insert,
             values: Vec::with_capacity(ROWS_PER_INSERT[0] * insert.width),
+            whole: None,
         }
     }
 
     fn add<const N: usize>(&mut self, row: [ToSqlOutput<'v>; N]) -> rusqlite::Result<()> {
         debug_assert_eq!(N, self.insert.width);
         self.values.extend(row);
-        if self.values.len() >= ROWS_PER_INSERT[0] * self.insert.width {
-            self.write()?;
+        if self.values.len() < ROWS_PER_INSERT[0] * self.insert.width {
+            return Ok(());
         }
+        let statement = match &mut self.whole {
+            Some(statement) => statement,
+            whole => whole.insert(
+                self.tx
+                    .prepare_cached(&self.insert.sql(ROWS_PER_INSERT[0]))?,
+            ),
+        };
+        statement.execute(rusqlite::params_from_iter(&self.values))?;
+        self.values.clear();
         Ok(())
     }
 
-    /// Writes the rows left.
-    fn finish(mut self) -> rusqlite::Result<()> {
-        self.write()
-    }
-
-    /// Writes every whole statement's worth of rows, largest first.
-    fn write(&mut self) -> rusqlite::Result<()> {
+    /// Writes the rows left, in the largest statements they fill.
+    fn finish(self) -> rusqlite::Result<()> {
         let mut rest = &self.values[..];
         for rows in ROWS_PER_INSERT {
             let width = rows * self.insert.width;
@@ -512,7 +520,6 @@ impl<'a, 'v> Table<'a, 'v> {
                 rest = after;
             }
         }
-        self.values.clear();
         Ok(())
     }
 }
