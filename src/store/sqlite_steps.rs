@@ -23,7 +23,7 @@ use rusqlite::{
 };
 
 use super::delivery::{DUE_COLUMNS, Due, SQLITE_CLAIMABLE, Step};
-use super::sqlite_thread::INSERT_HISTORY;
+use super::sqlite_thread::{HISTORY, Table, int, text};
 
 const MOVE_STAGE: &str =
     "UPDATE deliveries SET stage = ?3, due_ms = ?4 WHERE transaction_id = ?1 AND stage = ?2";
@@ -81,7 +81,8 @@ pub fn apply(
         })?;
         let mut finish = tx.prepare_cached(FINISH)?;
         let mut set_status = tx.prepare_cached(SET_STATUS)?;
-        let mut history = tx.prepare_cached(INSERT_HISTORY)?;
+        // The steps' events go in multi-row statements, as a send's do.
+        let mut history = Table::new(tx, &HISTORY);
         let mut webhooks = tx.prepare_cached(INSERT_WEBHOOK)?;
         for step in steps {
             let id = step.transaction_id();
@@ -116,7 +117,7 @@ pub fn apply(
                 set_status.execute(params![id, status, code, now_ms / 1000])?;
             }
             for event in step.events() {
-                history.execute(params![id, now_ms, event])?;
+                history.add([int(id), int(now_ms), text(event)])?;
             }
             let Step::Finish {
                 code,
@@ -147,6 +148,7 @@ pub fn apply(
                     .execute(params![number, carrier_id, now_ms / 1000])?;
             }
         }
+        history.finish()?;
         for (blast_id, (sent, failed)) in blasts {
             tx.prepare_cached(COUNT_BLAST)?
                 .execute(params![blast_id, sent, failed])?;

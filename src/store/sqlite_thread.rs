@@ -133,7 +133,7 @@ fn start_checkpoints(database: &Path) -> anyhow::Result<mpsc::Sender<()>> {
 
 /// A multi-row `INSERT`: `head`, then `VALUES` with `row` once per row,
 /// then `tail`. Each `?` of `row` is one of its `width` values, in order.
-struct Insert {
+pub(super) struct Insert {
     head: &'static str,
     row: &'static str,
     tail: &'static str,
@@ -170,14 +170,12 @@ const TRANSACTIONS: Insert = Insert {
     tail: "",
     width: 20,
 };
-const HISTORY: Insert = Insert {
+pub(super) const HISTORY: Insert = Insert {
     head: "INSERT INTO history (transaction_id, at_ms, event)",
     row: "(?, ?, ?)",
     tail: "",
     width: 3,
 };
-pub(super) const INSERT_HISTORY: &str =
-    "INSERT INTO history (transaction_id, at_ms, event) VALUES (?1, ?2, ?3)";
 const DELIVERIES: Insert = Insert {
     head: "INSERT INTO deliveries (transaction_id, stage, due_ms, expires_ms, client_id)",
     row: "(?, ?, ?, ?, ?)",
@@ -468,7 +466,7 @@ impl<'t> SendRows<'t> {
 
 /// Rows of one [`Insert`] on their way: written [`ROWS_PER_INSERT`]`[0]`
 /// at a time as they come, the rest by [`Table::finish`].
-struct Table<'a, 'v> {
+pub(super) struct Table<'a, 'v> {
     tx: &'a rusqlite::Transaction<'a>,
     insert: &'a Insert,
     values: Vec<ToSqlOutput<'v>>,
@@ -478,7 +476,7 @@ struct Table<'a, 'v> {
 }
 
 impl<'a, 'v> Table<'a, 'v> {
-    fn new(tx: &'a rusqlite::Transaction<'a>, insert: &'a Insert) -> Table<'a, 'v> {
+    pub(super) fn new(tx: &'a rusqlite::Transaction<'a>, insert: &'a Insert) -> Table<'a, 'v> {
         Table {
             tx,
             insert,
@@ -487,7 +485,10 @@ impl<'a, 'v> Table<'a, 'v> {
         }
     }
 
-    fn add<const N: usize>(&mut self, row: [ToSqlOutput<'v>; N]) -> rusqlite::Result<()> {
+    pub(super) fn add<const N: usize>(
+        &mut self,
+        row: [ToSqlOutput<'v>; N],
+    ) -> rusqlite::Result<()> {
         debug_assert_eq!(N, self.insert.width);
         self.values.extend(row);
         if self.values.len() < ROWS_PER_INSERT[0] * self.insert.width {
@@ -506,7 +507,7 @@ impl<'a, 'v> Table<'a, 'v> {
     }
 
     /// Writes the rows left, in the largest statements they fill.
-    fn finish(self) -> rusqlite::Result<()> {
+    pub(super) fn finish(self) -> rusqlite::Result<()> {
         let mut rest = &self.values[..];
         for rows in ROWS_PER_INSERT {
             let width = rows * self.insert.width;
@@ -524,7 +525,7 @@ impl<'a, 'v> Table<'a, 'v> {
     }
 }
 
-fn int(n: i64) -> ToSqlOutput<'static> {
+pub(super) fn int(n: i64) -> ToSqlOutput<'static> {
     ToSqlOutput::Owned(Value::Integer(n))
 }
 
@@ -532,7 +533,7 @@ fn optional(n: Option<i64>) -> ToSqlOutput<'static> {
     n.map_or(ToSqlOutput::Owned(Value::Null), int)
 }
 
-fn text(s: &str) -> ToSqlOutput<'_> {
+pub(super) fn text(s: &str) -> ToSqlOutput<'_> {
     ToSqlOutput::Borrowed(ValueRef::Text(s.as_bytes()))
 }
 
