@@ -278,7 +278,15 @@ fn to_smpp(app: &App, carrier: &Carrier, due: &Due, now: i64, hands: &mut Vec<Ha
         // while this node's lease was being taken): it waits for the holder.
         return Step::wait(due, "submit", now + NOT_SERVED_WAIT_MS);
     }
-    if app.smpp.full_while_down(carrier.id) {
+    // The messages this claim hands the carrier count too: held only
+    // once the claim commits, they would let one claim overfill it.
+    let handing = || {
+        hands
+            .iter()
+            .filter(|hand| matches!(hand, Hand::Smpp(id, _) if *id == carrier.id))
+            .count()
+    };
+    if app.smpp.full_while_down(carrier.id, handing) {
         // Every bind is down and the connector holds its fill: the message
         // waits here, not in memory, so an outage with a large backlog
         // does not move the backlog into the process. The wait doubles

@@ -304,10 +304,12 @@ impl Connector {
     }
 
     /// Whether every bind of `carrier_id` is down while it holds
-    /// [`HELD_MAX`] messages already: its further messages then wait in
-    /// the store rather than in memory. (Such a carrier does not pause the
-    /// worker, see [`Connector::backlogged`]: the other carriers go on.)
-    pub fn full_while_down(&self, carrier_id: i64) -> bool {
+    /// [`HELD_MAX`] messages already, counting the `handing` ones a claim
+    /// has decided to hand it but not handed yet: its further messages
+    /// then wait in the store rather than in memory. (Such a carrier does
+    /// not pause the worker, see [`Connector::backlogged`]: the other
+    /// carriers go on.) `handing` is only asked of a carrier that is down.
+    pub fn full_while_down(&self, carrier_id: i64, handing: impl FnOnce() -> usize) -> bool {
         // Asked of every message handed: a bound carrier answers without
         // the lock that every hand-over and report takes.
         let up = self
@@ -316,13 +318,17 @@ impl Connector {
             .expect("bound lock")
             .get(&carrier_id)
             .is_some_and(|n| *n > 0);
-        !up && self
+        if up {
+            return false;
+        }
+        let held = self
             .held
             .lock()
             .expect("held lock")
             .per_carrier
             .get(&carrier_id)
-            .is_some_and(|n| *n >= HELD_MAX)
+            .map_or(0, |n| *n);
+        held + handing() >= HELD_MAX
     }
 
     /// A connection of `carrier_id` bound (`true`) or lost its bind.
@@ -669,15 +675,22 @@ mod tests {
 
         // Messages of a carrier whose binds are down hold nobody back;
         // once it holds its fill, its further messages wait in the store.
-        assert!(!connector.full_while_down(down));
+        assert!(!connector.full_while_down(down, || 0));
+        assert!(
+            connector.full_while_down(down, || HELD_MAX),
+            "what a claim is handing it counts"
+        );
         for id in 0..HELD_MAX as i64 {
             connector.hand(down, job(1_000_000 + id));
         }
         assert!(!connector.backlogged());
-        assert!(connector.full_while_down(down));
-        assert!(!connector.full_while_down(bound), "bound, it takes them");
+        assert!(connector.full_while_down(down, || 0));
+        assert!(
+            !connector.full_while_down(bound, || 0),
+            "bound, it takes them"
+        );
         connector.set_bound(down, true);
         assert!(connector.backlogged());
-        assert!(!connector.full_while_down(down));
+        assert!(!connector.full_while_down(down, || 0));
     }
 }
